@@ -1,0 +1,161 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// JobSpec is a streaming application and how to run it.
+type JobSpec struct {
+	// Application is the operator graph.
+	Application Application `json:"application"`
+
+	// Fusion says how operators are fused into processing elements.
+	// +kubebuilder:default={mode: perOperator}
+	// +optional
+	Fusion Fusion `json:"fusion,omitempty"`
+
+	// Placement declares host pools for the operators.
+	// +optional
+	Placement Placement `json:"placement,omitempty"`
+
+	// PE is the template of every PE of the Job.
+	// +kubebuilder:default={}
+	// +optional
+	PE PETemplate `json:"pe,omitempty"`
+
+	// SubmissionTimeout is how long a submission may take before the Job is
+	// marked Failed (its children stay for inspection; see Retry).
+	// +kubebuilder:default="5m"
+	// +optional
+	SubmissionTimeout *metav1.Duration `json:"submissionTimeout,omitempty"`
+
+	// Retry asks the operator to start the submission again: raising it
+	// above status.attempt foreground-deletes the Job's processing elements
+	// and re-creates them.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Retry int32 `json:"retry,omitempty"`
+}
+
+// PETemplate configures the pods of a Job's processing elements.
+type PETemplate struct {
+	// Image of the PE runtime; empty means the operator's default.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of PE containers.
+	// +kubebuilder:default=IfNotPresent
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// Resources of each PE container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// RestartPolicy says which ended pods are replaced under the same PE.
+	// +kubebuilder:default={restartFailed: true, restartCompleted: false, restartDeleted: true}
+	// +optional
+	RestartPolicy PERestartPolicy `json:"restartPolicy,omitempty"`
+
+	// TerminationGracePeriodSeconds of PE pods.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+// PERestartPolicy mirrors the Streams PE restart rules: which ended pods the
+// platform replaces (by raising the PE's launch count).
+type PERestartPolicy struct {
+	// RestartFailed replaces pods whose PE container failed.
+	// +optional
+	RestartFailed bool `json:"restartFailed"`
+	// RestartCompleted replaces pods whose PE exited successfully.
+	// +optional
+	RestartCompleted bool `json:"restartCompleted"`
+	// RestartDeleted replaces pods deleted from outside the platform.
+	// +optional
+	RestartDeleted bool `json:"restartDeleted"`
+}
+
+// JobPhase is the submission state of a Job.
+// +kubebuilder:validation:Enum=Pending;Invalid;Submitting;Submitted;Failed;Retrying
+type JobPhase string
+
+const (
+	JobPending    JobPhase = "Pending"
+	JobInvalid    JobPhase = "Invalid"
+	JobSubmitting JobPhase = "Submitting"
+	JobSubmitted  JobPhase = "Submitted"
+	JobFailed     JobPhase = "Failed"
+	JobRetrying   JobPhase = "Retrying"
+)
+
+// Job condition types.
+const (
+	// ConditionValid is false when the application cannot be run as written.
+	ConditionValid = "Valid"
+	// ConditionSubmitted is true when every PE's pod runs and is connected.
+	ConditionSubmitted = "Submitted"
+)
+
+// JobStatus is the observed state of a Job.
+type JobStatus struct {
+	// ObservedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase summarises the conditions.
+	// +optional
+	Phase JobPhase `json:"phase,omitempty"`
+	// PEs is the number of processing elements of the fused application.
+	// +optional
+	PEs int32 `json:"pes,omitempty"`
+	// ConnectedPEs is the number of PEs whose pod runs and is connected.
+	// +optional
+	ConnectedPEs int32 `json:"connectedPEs,omitempty"`
+	// Attempt is the retry request the current children were created for.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// SubmittingSince is when the current submission attempt started.
+	// +optional
+	SubmittingSince *metav1.Time `json:"submittingSince,omitempty"`
+	// Conditions: Valid, Submitted.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Job is a running streaming application. Every object the platform makes
+// for it carries an owner reference to it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:path=streamsjobs,singular=streamsjob,shortName=sjob,categories=streams
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="PEs",type=integer,JSONPath=`.status.pes`
+// +kubebuilder:printcolumn:name="Connected",type=integer,JSONPath=`.status.connectedPEs`
+// +kubebuilder:printcolumn:name="Generation",type=integer,JSONPath=`.metadata.generation`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Job struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   JobSpec   `json:"spec"`
+	Status JobStatus `json:"status,omitempty"`
+}
+
+// JobList is a list of Jobs.
+//
+// +kubebuilder:object:root=true
+type JobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Job `json:"items"`
+}
+
+func init() { SchemeBuilder.Register(&Job{}, &JobList{}) }
