@@ -1,0 +1,181 @@
+package operators
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/runtime/wire"
+)
+
+// Aggregate is a keyed tumbling-window aggregate over the tuples' Time
+// (event time). A window closes when a tuple at or past its end arrives,
+// when the wall clock is a full window past its end (input went quiet), or
+// when the input ends. It then emits one tuple per key, in key order,
+// numbered with the aggregate's own origin and sequence; the first of them
+// carries in Lost the input tuples the aggregate found missing since its
+// previous output.
+type Aggregate struct {
+	out    Emitter
+	fn     string
+	window int64 // nanoseconds
+	st     aggState
+	// tracker checks input sequences; its state is part of the snapshot.
+	tracker *Tracker
+	origin  uint32
+	epoch   uint32
+	t       wire.Tuple
+	keys    []uint64
+}
+
+// acc is the running aggregate of one key in one window.
+type acc struct {
+	Count   int64 `json:"c"`
+	Sum     int64 `json:"s"`
+	Min     int64 `json:"mn"`
+	Max     int64 `json:"mx"`
+	MaxTime int64 `json:"t"`
+}
+
+// aggState is everything a checkpoint must keep.
+type aggState struct {
+	Seq uint64 `json:"seq"`
+	// Open windows by window number (Time / window).
+	Windows map[int64]map[uint64]*acc `json:"windows"`
+	// ClosedBelow: windows below this number are closed; later tuples
+	// for them go to the oldest open window and count as late.
+	ClosedBelow int64  `json:"closedBelow"`
+	Late        int64  `json:"late"`
+	PendingLost uint64 `json:"pendingLost"`
+}
+
+func NewAggregate(name string, p *v1alpha1.OperatorParams, env Env) (*Aggregate, error) {
+	fn := p.Function
+	if fn == "" {
+		fn = "count"
+	}
+	switch fn {
+	case "count", "sum", "min", "max", "avg":
+	default:
+		return nil, fmt.Errorf("aggregate %q: unknown function %q", name, fn)
+	}
+	win := deref64(p.WindowMillis, 1000)
+	if win < 1 {
+		return nil, fmt.Errorf("aggregate %q: windowMillis must be positive", name)
+	}
+	return &Aggregate{out: env.Out, fn: fn, window: win * 1e6, tracker: NewTracker(true),
+		origin: OriginID(name), epoch: env.Epoch,
+		st: aggState{Windows: map[int64]map[uint64]*acc{}, ClosedBelow: math.MinInt64}}, nil
+}
+
+func (a *Aggregate) Process(_ int, t *wire.Tuple) {
+	a.st.PendingLost += a.tracker.Observe(t) + uint64(t.Lost)
+	w := t.Time / a.window
+	if w < a.st.ClosedBelow {
+		a.st.Late++
+		w = a.st.ClosedBelow
+	}
+	keys := a.st.Windows[w]
+	if keys == nil {
+		keys = make(map[uint64]*acc)
+		a.st.Windows[w] = keys
+	}
+	c := keys[t.Key]
+	if c == nil {
+		c = &acc{Min: t.Value, Max: t.Value}
+		keys[t.Key] = c
+	}
+	c.Count++
+	c.Sum += t.Value
+	c.Min = min(c.Min, t.Value)
+	c.Max = max(c.Max, t.Value)
+	c.MaxTime = max(c.MaxTime, t.Time)
+	// Tuples come roughly in time order: one at or past a window's end
+	// closes it.
+	a.closeBelow(w)
+}
+
+// Tick closes windows that ended a full window before now.
+func (a *Aggregate) Tick(now int64) { a.closeBelow(now/a.window - 1) }
+
+// Finish closes every window.
+func (a *Aggregate) Finish() { a.closeBelow(math.MaxInt64) }
+
+// Late is the number of tuples that arrived after their window closed.
+func (a *Aggregate) Late() int64 { return a.st.Late }
+
+func (a *Aggregate) closeBelow(w int64) {
+	if w <= a.st.ClosedBelow {
+		return
+	}
+	if len(a.st.Windows) > 0 {
+		var ws []int64
+		for x := range a.st.Windows {
+			if x < w {
+				ws = append(ws, x)
+			}
+		}
+		slices.Sort(ws)
+		for _, x := range ws {
+			a.emit(a.st.Windows[x])
+			delete(a.st.Windows, x)
+		}
+	}
+	a.st.ClosedBelow = w
+}
+
+func (a *Aggregate) emit(keys map[uint64]*acc) {
+	a.keys = a.keys[:0]
+	for k := range keys {
+		a.keys = append(a.keys, k)
+	}
+	slices.Sort(a.keys)
+	for _, k := range a.keys {
+		c := keys[k]
+		var v int64
+		switch a.fn {
+		case "count":
+			v = c.Count
+		case "sum":
+			v = c.Sum
+		case "min":
+			v = c.Min
+		case "max":
+			v = c.Max
+		case "avg":
+			v = c.Sum / c.Count
+		}
+		a.t = wire.Tuple{Origin: a.origin, Epoch: a.epoch, Seq: a.st.Seq, Key: k, Time: c.MaxTime, Value: v,
+			Lost: uint32(min(a.st.PendingLost, math.MaxUint32))}
+		a.st.PendingLost -= uint64(a.t.Lost)
+		a.st.Seq++
+		a.out.Emit(0, &a.t)
+	}
+}
+
+type aggSnapshot struct {
+	State   aggState      `json:"state"`
+	Tracker []OriginStats `json:"tracker"`
+}
+
+// Snapshot encodes the open windows, the output sequence and the input
+// tracker.
+func (a *Aggregate) Snapshot() ([]byte, error) {
+	return json.Marshal(aggSnapshot{State: a.st, Tracker: a.tracker.Origins()})
+}
+
+// Restore replaces the state with a snapshot's.
+func (a *Aggregate) Restore(b []byte) error {
+	var s aggSnapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("aggregate restore: %w", err)
+	}
+	if s.State.Windows == nil {
+		s.State.Windows = map[int64]map[uint64]*acc{}
+	}
+	a.st = s.State
+	a.tracker.Restore(s.Tracker)
+	return nil
+}

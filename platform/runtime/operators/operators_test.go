@@ -1,0 +1,292 @@
+package operators
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/runtime/wire"
+)
+
+// fakeOut is a test Emitter that records copies of what it is given.
+type fakeOut struct{ got [][]wire.Tuple }
+
+func (f *fakeOut) Emit(port int, t *wire.Tuple) {
+	for len(f.got) <= port {
+		f.got = append(f.got, nil)
+	}
+	f.got[port] = append(f.got[port], *t)
+}
+
+func (f *fakeOut) port(p int) []wire.Tuple {
+	if p < len(f.got) {
+		return f.got[p]
+	}
+	return nil
+}
+
+func i64(v int64) *int64 { return &v }
+func i32(v int32) *int32 { return &v }
+
+func TestSourceIsDeterministic(t *testing.T) {
+	run := func(epoch uint32) []wire.Tuple {
+		out := &fakeOut{}
+		s := NewSource("src", &v1alpha1.OperatorParams{Count: i64(1000), Keys: i64(7), TupleSize: i32(5)}, Env{Out: out, Epoch: epoch})
+		if err := s.Run(context.Background(), func(f func()) { f() }); err != nil {
+			t.Fatal(err)
+		}
+		return out.port(0)
+	}
+	a, b := run(1), run(2)
+	if len(a) != 1000 {
+		t.Fatalf("emitted %d tuples, want 1000", len(a))
+	}
+	for i := range a {
+		if a[i].Seq != uint64(i) || a[i].Key >= 7 || len(a[i].Payload) != 5 || a[i].Origin != OriginID("src") || a[i].Epoch != 1 {
+			t.Fatalf("tuple %d = %+v", i, a[i])
+		}
+		if a[i].Key != b[i].Key || a[i].Value != b[i].Value || a[i].Seq != b[i].Seq {
+			t.Fatalf("tuple %d differs between runs: %+v vs %+v", i, a[i], b[i])
+		}
+	}
+}
+
+func TestSourceRateAndCancel(t *testing.T) {
+	out := &fakeOut{}
+	s := NewSource("src", &v1alpha1.OperatorParams{Rate: i64(1000)}, Env{Out: out})
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	err := s.Run(ctx, func(f func()) {
+		f()
+		calls++
+		if s.Seq() >= 50 {
+			cancel()
+		}
+	})
+	if err != context.Canceled {
+		t.Fatalf("Run = %v, want canceled", err)
+	}
+	// At 1000/s the source emits a few tuples per step, not one big burst.
+	if calls < 5 {
+		t.Fatalf("50 tuples at 1000/s came in %d steps", calls)
+	}
+}
+
+func TestFilterAccountsDropsAsSkips(t *testing.T) {
+	out := &fakeOut{}
+	f := NewFilter(30, out)
+	tr := NewTracker(false)
+	kept := 0
+	for seq := uint64(0); seq < 10000; seq++ {
+		tp := wire.Tuple{Origin: 9, Seq: seq}
+		f.Process(0, &tp)
+		if Keeps(30, 9, seq) {
+			kept++
+		}
+	}
+	got := out.port(0)
+	if len(got) != kept || kept < 2500 || kept > 3500 {
+		t.Fatalf("kept %d of 10000 (hash says %d), want about 3000", len(got), kept)
+	}
+	for i := range got {
+		tr.Observe(&got[i])
+	}
+	o := tr.Origins()[0]
+	if o.Missing != 0 || o.Duplicates != 0 {
+		t.Fatalf("filtered stream looks lossy to a sink: %+v", o)
+	}
+	// The last tuple's trailing drops are owed but not yet forwarded.
+	if o.Skipped+o.Tuples > 10000 || o.Skipped+o.Tuples < 9900 {
+		t.Fatalf("skipped %d + tuples %d does not cover the input", o.Skipped, o.Tuples)
+	}
+}
+
+func TestTrackerGapsDuplicatesRestarts(t *testing.T) {
+	tr := NewTracker(false)
+	for _, s := range []uint64{0, 1, 2, 5, 5, 3, 6} { // 3,4 missing; 5 duplicate; late 3 duplicate
+		tr.Observe(&wire.Tuple{Origin: 1, Epoch: 1, Seq: s})
+	}
+	tr.Observe(&wire.Tuple{Origin: 1, Epoch: 2, Seq: 0}) // restart
+	tr.Observe(&wire.Tuple{Origin: 1, Epoch: 2, Seq: 1, Lost: 4})
+	o := tr.Origins()[0]
+	if o.Missing != 2 || o.Duplicates != 2 || o.Restarts != 1 || o.UpstreamLost != 4 || o.Tuples != 7 {
+		t.Fatalf("stats %+v", o)
+	}
+	join := NewTracker(true)
+	if m := join.Observe(&wire.Tuple{Origin: 1, Seq: 500}); m != 0 {
+		t.Fatalf("joining tracker reported %d missing for its first tuple", m)
+	}
+	if m := join.Observe(&wire.Tuple{Origin: 1, Seq: 503}); m != 2 {
+		t.Fatalf("joining tracker missing = %d, want 2", m)
+	}
+}
+
+func TestSplitBranchesLookComplete(t *testing.T) {
+	for _, by := range []string{"key", "roundRobin"} {
+		out := &fakeOut{}
+		s := NewSplit(3, by, out)
+		for seq := uint64(0); seq < 3000; seq++ {
+			s.Process(0, &wire.Tuple{Origin: 1, Seq: seq, Key: seq * 7})
+		}
+		total := 0
+		for p := 0; p < 3; p++ {
+			tr := NewTracker(false)
+			for i := range out.port(p) {
+				tr.Observe(&out.port(p)[i])
+			}
+			total += len(out.port(p))
+			if len(out.port(p)) == 0 {
+				t.Fatalf("%s: port %d got nothing", by, p)
+			}
+			if o := tr.Origins()[0]; o.Missing != 0 || o.Duplicates != 0 {
+				t.Fatalf("%s: port %d looks lossy: %+v", by, p, o)
+			}
+		}
+		if total != 3000 {
+			t.Fatalf("%s: %d tuples out of 3000", by, total)
+		}
+		if by == "key" {
+			for i, tp := range out.port(1) {
+				if Port(tp.Key, 3) != 1 {
+					t.Fatalf("tuple %d with key %d on port 1", i, tp.Key)
+				}
+			}
+		}
+	}
+}
+
+func TestMapAndUnionPassThrough(t *testing.T) {
+	out := &fakeOut{}
+	m := &Map{out: out, work: 100}
+	u := &Union{out: out}
+	m.Process(0, &wire.Tuple{Seq: 1, Value: 3})
+	u.Process(1, &wire.Tuple{Seq: 2})
+	if got := out.port(0); len(got) != 2 || got[0].Seq != 1 || got[0].Value != 3 || got[1].Seq != 2 {
+		t.Fatalf("got %+v", got)
+	}
+	if m.acc == 0 {
+		t.Fatal("map did no work")
+	}
+}
+
+func aggTuple(seq uint64, key uint64, ms int64, v int64) *wire.Tuple {
+	return &wire.Tuple{Origin: 1, Seq: seq, Key: key, Time: ms * 1e6, Value: v}
+}
+
+func TestAggregateWindows(t *testing.T) {
+	out := &fakeOut{}
+	a, err := NewAggregate("agg", &v1alpha1.OperatorParams{WindowMillis: i64(100), Function: "sum"}, Env{Out: out, Epoch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Process(0, aggTuple(0, 2, 10, 5))
+	a.Process(0, aggTuple(1, 1, 20, 1))
+	a.Process(0, aggTuple(2, 2, 90, 7))
+	if len(out.port(0)) != 0 {
+		t.Fatal("window emitted before it closed")
+	}
+	a.Process(0, aggTuple(5, 1, 150, 100)) // closes window 0; seqs 3,4 missing
+	got := out.port(0)
+	if len(got) != 2 || got[0].Key != 1 || got[0].Value != 1 || got[1].Key != 2 || got[1].Value != 12 {
+		t.Fatalf("window 0 = %+v", got)
+	}
+	if got[0].Seq != 0 || got[1].Seq != 1 || got[0].Origin != OriginID("agg") || got[0].Epoch != 4 || got[1].Time != 90e6 {
+		t.Fatalf("output numbering %+v", got)
+	}
+	a.Process(0, aggTuple(6, 1, 50, 1000)) // late: goes to window 1
+	if a.Late() != 1 {
+		t.Fatalf("late = %d", a.Late())
+	}
+	a.Process(0, aggTuple(7, 3, 160, 1))
+	// Snapshot, then restore into a fresh aggregate: it must finish the
+	// same way the original does.
+	snap, err := a.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out2 := &fakeOut{}
+	b, _ := NewAggregate("agg", &v1alpha1.OperatorParams{WindowMillis: i64(100), Function: "sum"}, Env{Out: out2, Epoch: 4})
+	if err := b.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	a.Finish()
+	b.Finish()
+	w1 := out.port(0)[2:]
+	if len(w1) != 2 || w1[0].Value != 1100 || w1[1].Value != 1 || w1[0].Seq != 2 {
+		t.Fatalf("window 1 = %+v", w1)
+	}
+	// The missing seqs 3 and 4 were reported on window 0's first output.
+	if out.port(0)[0].Lost != 2 || w1[0].Lost != 0 {
+		t.Fatalf("lost = %d, %d", out.port(0)[0].Lost, w1[0].Lost)
+	}
+	if len(out2.port(0)) != 2 || !cmp.Equal(out2.port(0), w1) {
+		t.Fatalf("restored aggregate emitted %+v, original %+v", out2.port(0), w1)
+	}
+	a.Tick(math.MaxInt64) // nothing open: no output
+	if len(out.port(0)) != 4 {
+		t.Fatal("tick emitted from an empty aggregate")
+	}
+}
+
+func TestAggregateTickClosesQuietWindows(t *testing.T) {
+	out := &fakeOut{}
+	a, _ := NewAggregate("agg", &v1alpha1.OperatorParams{WindowMillis: i64(100)}, Env{Out: out})
+	a.Process(0, aggTuple(0, 1, 10, 1))
+	a.Process(0, aggTuple(1, 1, 20, 1))
+	a.Tick(150e6)
+	if len(out.port(0)) != 0 {
+		t.Fatal("closed a window less than a window after its end")
+	}
+	a.Tick(200e6)
+	if got := out.port(0); len(got) != 1 || got[0].Value != 2 {
+		t.Fatalf("count window = %+v", got)
+	}
+}
+
+func TestSinkSummary(t *testing.T) {
+	s := NewSink("sink", Env{PE: "pe", Names: map[uint32]string{7: "src"}})
+	for _, seq := range []uint64{0, 1, 3, 3} {
+		s.Process(0, &wire.Tuple{Origin: 7, Seq: seq, Value: 2, Payload: []byte("xy")})
+	}
+	s.Finish()
+	sum := s.Summary()
+	if !sum.Complete || sum.Tuples != 4 || sum.Gaps != 1 || sum.Duplicates != 1 || sum.ValueSum != 6 ||
+		sum.Origins[0].Name != "src" || sum.Latency.Count != 4 || sum.Bytes != 4*(wire.TupleHeaderLen+2) {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestLatencyHistQuantiles(t *testing.T) {
+	var h LatencyHist
+	for v := int64(1); v <= 100000; v++ {
+		h.Record(v * 10) // 10ns .. 1ms uniform
+	}
+	for _, c := range []struct{ q, want float64 }{{0.5, 500e3}, {0.99, 990e3}, {0.1, 100e3}} {
+		got := h.Quantile(c.q)
+		if math.Abs(got-c.want)/c.want > 0.04 {
+			t.Fatalf("q%.2f = %.0f, want %.0f within 4%%", c.q, got, c.want)
+		}
+	}
+	for i := 0; i < 1919; i++ {
+		if histIndex(histLow(i)) != i || histIndex(histLow(i+1)-1) != i {
+			t.Fatalf("bucket %d bounds inconsistent", i)
+		}
+	}
+}
+
+func TestNewByKind(t *testing.T) {
+	for _, k := range []v1alpha1.OperatorKind{"source", "map", "filter", "aggregate", "split", "union", "sink"} {
+		if _, err := New(&v1alpha1.Operator{Name: "x", Kind: k}, Env{Out: &fakeOut{}}); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+	if _, err := New(&v1alpha1.Operator{Name: "x", Kind: "join"}, Env{}); err == nil {
+		t.Fatal("unknown kind accepted")
+	}
+	if _, err := New(&v1alpha1.Operator{Name: "x", Kind: "aggregate", Params: &v1alpha1.OperatorParams{Function: "median"}}, Env{}); err == nil {
+		t.Fatal("unknown function accepted")
+	}
+}

@@ -1,0 +1,114 @@
+package operators
+
+import (
+	"context"
+	"time"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/runtime/wire"
+)
+
+// Source emits tuples numbered 0, 1, 2, ... in its epoch. Key, value and
+// payload are functions of the sequence number, so two runs emit the same
+// data; Time is the emission time, for latency.
+type Source struct {
+	origin  uint32
+	epoch   uint32
+	out     Emitter
+	rate    int64
+	keys    uint64
+	count   uint64
+	payload []byte
+	seq     uint64
+	t       wire.Tuple
+	// now and n are the arguments of the step closure, kept as fields so
+	// that the closure is made once.
+	now  int64
+	n    uint64
+	step func()
+}
+
+// MaxChunk bounds how many tuples a source emits per hold of the PE's lock.
+const MaxChunk = 256
+
+func NewSource(name string, p *v1alpha1.OperatorParams, env Env) *Source {
+	s := &Source{
+		origin: OriginID(name), epoch: env.Epoch, out: env.Out,
+		rate: deref64(p.Rate, 0), keys: uint64(max(deref64(p.Keys, 1000), 1)),
+		count: uint64(max(deref64(p.Count, 0), 0)),
+	}
+	s.payload = make([]byte, deref32(p.TupleSize, 0))
+	for i := range s.payload {
+		s.payload[i] = byte(s.origin>>(8*(i%4))) ^ byte(i)
+	}
+	s.step = func() { s.Emit(s.n, s.now) }
+	return s
+}
+
+// Process is never called: a source has no inputs.
+func (s *Source) Process(int, *wire.Tuple) {}
+func (s *Source) Finish()                  {}
+
+// Seq is the next sequence number.
+func (s *Source) Seq() uint64 { return s.seq }
+
+// Tuple fills t with the tuple of sequence seq (payload shared).
+func (s *Source) Tuple(seq uint64, now int64, t *wire.Tuple) {
+	*t = wire.Tuple{Origin: s.origin, Epoch: s.epoch, Seq: seq, Key: mix64(seq) % s.keys,
+		Time: now, Value: int64(1 + seq%10), Payload: s.payload}
+}
+
+// Emit emits the next n tuples stamped with now.
+func (s *Source) Emit(n uint64, now int64) {
+	for i := uint64(0); i < n; i++ {
+		s.Tuple(s.seq, now, &s.t)
+		s.seq++
+		s.out.Emit(0, &s.t)
+	}
+}
+
+// Run emits until ctx ends or Count tuples are out; it returns nil when the
+// count is reached (the stream ends) and ctx.Err() when stopped.
+func (s *Source) Run(ctx context.Context, do func(func())) error {
+	start := time.Now()
+	var period time.Duration
+	if s.rate > 0 {
+		period = time.Second / time.Duration(s.rate)
+		if period == 0 {
+			period = 1
+		}
+	}
+	var done uint64 // tuples emitted by this run
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := uint64(MaxChunk)
+		if s.count > 0 {
+			if s.seq >= s.count {
+				return nil
+			}
+			n = min(n, s.count-s.seq)
+		}
+		if s.rate > 0 {
+			// Emit what is due by now, sleeping until the next one is.
+			due := uint64(time.Since(start)/period) + 1
+			if due <= done {
+				wait := time.Until(start.Add(time.Duration(done) * period))
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-timer.C:
+				}
+				continue
+			}
+			n = min(n, due-done)
+		}
+		s.n, s.now = n, time.Now().UnixNano()
+		do(s.step)
+		done += n
+	}
+}
