@@ -1,0 +1,186 @@
+package metrics
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"sluice.dev/sluice/experiments/results"
+	"sluice.dev/sluice/platform/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+func job(submitted bool) *v1alpha1.Job {
+	j := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p"}}
+	if submitted {
+		j.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionSubmitted, Status: metav1.ConditionTrue}}
+	}
+	return j
+}
+
+func labels(role string) map[string]string {
+	return map[string]string{v1alpha1.LabelJob: "p", v1alpha1.LabelRole: role}
+}
+
+func pod(name, node string, phase corev1.PodPhase, ready bool) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Labels: labels(v1alpha1.RolePEPod)}}
+	p.Spec.NodeName = node
+	p.Status.Phase = phase
+	if ready {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	}
+	return p
+}
+
+func pe(index int, launch int32, conn v1alpha1.Connectivity) *v1alpha1.ProcessingElement {
+	p := &v1alpha1.ProcessingElement{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p-pe-" + string(rune('0'+index)),
+		Labels: labels("")}}
+	p.Spec.LaunchCount = launch
+	p.Status.PodLaunch = launch
+	p.Status.Connectivity = conn
+	return p
+}
+
+func ev(s float64, typ watch.EventType, o client.Object) Event { return Stamp(at(s), typ, o) }
+
+func TestSubmissionAndPodPhases(t *testing.T) {
+	tr := &Trace{Namespace: "default", Job: "p", End: at(100), Events: []Event{
+		// Out of order on purpose: Compute sorts by time.
+		ev(9, watch.Modified, job(true)),
+		ev(1, watch.Added, job(false)),
+		ev(2, watch.Added, pod("p-pe-0-0", "", corev1.PodPending, false)),
+		ev(2.5, watch.Modified, pod("p-pe-0-0", "n1", corev1.PodPending, false)),
+		ev(4, watch.Modified, pod("p-pe-0-0", "n1", corev1.PodRunning, false)),
+		ev(7, watch.Modified, pod("p-pe-0-0", "n1", corev1.PodRunning, true)),
+		ev(3, watch.Added, pod("p-pe-1-0", "", corev1.PodPending, false)),
+		// A pod of another job and a non-PE object are ignored.
+		ev(3, watch.Added, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "other",
+			Labels: map[string]string{v1alpha1.LabelJob: "q", v1alpha1.LabelRole: v1alpha1.RolePEPod}}}),
+	}}
+	rows, err := tr.Compute([]string{Submission, PodCreateToSchedule, PodScheduleToRun, PodRunToReady, PodStartup, PendingPods})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []results.Row{
+		{Metric: Submission, Value: 8, Unit: "s"},
+		{Metric: PodCreateToSchedule, Subject: "p-pe-0-0", Value: 0.5, Unit: "s"},
+		{Metric: PodScheduleToRun, Subject: "p-pe-0-0", Value: 1.5, Unit: "s"},
+		{Metric: PodRunToReady, Subject: "p-pe-0-0", Value: 3, Unit: "s"},
+		{Metric: PodStartup, Subject: "p-pe-0-0", Value: 5, Unit: "s"},
+		{Metric: PendingPods, Value: 1, Unit: "count"},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Error(diff)
+	}
+	// Never submitted: no submission row rather than a made-up value.
+	tr.Events = tr.Events[1:]
+	rows, _ = tr.Compute([]string{Submission})
+	if len(rows) != 0 {
+		t.Errorf("rows %v for a Job never submitted", rows)
+	}
+	if _, err := tr.Compute([]string{"nope"}); err == nil {
+		t.Error("unknown metric accepted")
+	}
+}
+
+func TestDataPlane(t *testing.T) {
+	tr := &Trace{Namespace: "default", Job: "p", End: at(20),
+		Actions: []Action{{Time: at(10), Kind: ActionObserve, PE: -1}},
+		Samples: []Sample{
+			{at(5), SinkTuples, "sink", 400},
+			{at(10), SinkTuples, "sink", 1000},
+			{at(10), SinkTuples, "sink2", 50},
+			{at(15), SinkTuples, "sink", 6000},
+			{at(20), SinkTuples, "sink", 11000},
+			{at(20), SinkTuples, "sink2", 1050},
+		}}
+	for i := 1; i <= 100; i++ {
+		tr.Samples = append(tr.Samples, Sample{at(10 + float64(i)/10), TupleLatency, "sink", float64(i) / 1000})
+	}
+	tr.Samples = append(tr.Samples, Sample{at(9), TupleLatency, "sink", 99}) // before the window
+	rows, err := tr.Compute([]string{Throughput, TupleLatencyP50, TupleLatencyP99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []results.Row{
+		{Metric: Throughput, Value: (11000 + 1050 - 1050) / 10.0, Unit: "tuples/s"},
+		{Metric: TupleLatencyP50, Value: 50, Unit: "ms"},
+		{Metric: TupleLatencyP99, Value: 99, Unit: "ms"},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Error(diff)
+	}
+	tr.Actions = nil
+	if rows, _ := tr.Compute([]string{Throughput}); len(rows) != 0 {
+		t.Errorf("throughput without a window: %v", rows)
+	}
+}
+
+func TestGC(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p-ports", Labels: labels(v1alpha1.RolePortTable)}}
+	base := []Event{
+		ev(0, watch.Added, job(true)),
+		ev(0, watch.Added, cm),
+		ev(0, watch.Added, pe(0, 1, v1alpha1.ConnectivityConnected)),
+		ev(0, watch.Added, pod("p-pe-0-1", "n", corev1.PodRunning, true)),
+	}
+	tr := &Trace{Namespace: "default", Job: "p", Actions: []Action{{Time: at(10), Kind: ActionDeleteJob, PE: -1}},
+		Events: append(base,
+			ev(10.5, watch.Deleted, job(true)),
+			ev(11, watch.Deleted, cm),
+			ev(12, watch.Deleted, pe(0, 1, v1alpha1.ConnectivityConnected)),
+			ev(14.25, watch.Deleted, pod("p-pe-0-1", "n", corev1.PodRunning, true)),
+		)}
+	rows, _ := tr.Compute([]string{GCDependents, GCJob})
+	want := []results.Row{{Metric: GCDependents, Value: 4.25, Unit: "s"}, {Metric: GCJob, Value: 0.5, Unit: "s"}}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Error(diff)
+	}
+	// A dependent that outlives the trace: gc_dependents is not measured.
+	tr.Events = tr.Events[:len(tr.Events)-1]
+	rows, _ = tr.Compute([]string{GCDependents, GCJob})
+	if diff := cmp.Diff([]results.Row{{Metric: GCJob, Value: 0.5, Unit: "s"}}, rows); diff != "" {
+		t.Error(diff)
+	}
+}
+
+func TestRecovery(t *testing.T) {
+	tr := &Trace{Namespace: "default", Job: "p",
+		Actions: []Action{{Time: at(30), Kind: "deletePod", PE: 1}},
+		Events: []Event{
+			ev(1, watch.Added, pe(1, 0, v1alpha1.ConnectivityUnknown)),
+			ev(5, watch.Modified, pe(1, 1, v1alpha1.ConnectivityConnected)),
+			// Connected again but with the old launch: not a recovery.
+			ev(30.5, watch.Modified, pe(1, 1, v1alpha1.ConnectivityConnected)),
+			ev(31, watch.Modified, pe(1, 1, v1alpha1.ConnectivityDisconnected)),
+			ev(33, watch.Modified, pe(1, 2, v1alpha1.ConnectivityDisconnected)),
+			ev(36, watch.Modified, pe(1, 2, v1alpha1.ConnectivityConnected)),
+			ev(37, watch.Modified, pe(2, 1, v1alpha1.ConnectivityDisconnected)),
+		},
+		Samples: []Sample{
+			{at(29), SinkTuples, "sink", 100},
+			{at(35), SinkTuples, "sink", 120},
+			{at(36.5), SinkTuples, "sink", 120},
+			{at(37.5), SinkTuples, "sink", 121},
+		}}
+	rows, err := tr.Compute([]string{FaultDetected, RecoveryConnected, RecoveryFlowing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []results.Row{
+		{Metric: FaultDetected, Subject: "p-pe-1", Value: 1, Unit: "s"},
+		{Metric: RecoveryConnected, Subject: "p-pe-1", Value: 6, Unit: "s"},
+		{Metric: RecoveryFlowing, Subject: "p-pe-1", Value: 7.5, Unit: "s"},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Error(diff)
+	}
+}
