@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/app"
+	"sluice.dev/sluice/platform/runtime/metrics"
+	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/wire"
+)
+
+func i64(v int64) *int64 { return &v }
+func i32(v int32) *int32 { return &v }
+
+func chain(ops ...v1alpha1.Operator) *v1alpha1.JobSpec {
+	spec := &v1alpha1.JobSpec{Application: v1alpha1.Application{Operators: ops}}
+	for i := 1; i < len(ops); i++ {
+		spec.Application.Streams = append(spec.Application.Streams, v1alpha1.Stream{
+			From: v1alpha1.Endpoint{Operator: ops[i-1].Name}, To: v1alpha1.Endpoint{Operator: ops[i].Name}})
+	}
+	return spec
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type cluster struct {
+	plan    *app.Plan
+	engines map[string]*Engine
+	metrics map[string]*metrics.Metrics
+	done    chan string
+}
+
+// startAll runs every PE of a plan in this process over loopback TCP.
+func startAll(t *testing.T, spec *v1alpha1.JobSpec) *cluster {
+	t.Helper()
+	plan, errs := app.Build("test", "job", spec)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	bases := map[string]int{}
+	for _, pe := range plan.PEs {
+		bases[pe.Name] = freePort(t)
+	}
+	resolve := func(pe string, port int32) string {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(bases[pe]+int(port)))
+	}
+	c := &cluster{plan: plan, engines: map[string]*Engine{}, metrics: map[string]*metrics.Metrics{}, done: make(chan string, 16)}
+	for i := range plan.PEs {
+		pe := &plan.PEs[i]
+		m := metrics.New()
+		e, err := New(Options{PE: &pe.Config, Ports: &plan.PortTable, ListenHost: "127.0.0.1", ListenBase: bases[pe.Name],
+			Resolve: resolve, Metrics: m, Epoch: 1, OnComplete: func() { c.done <- pe.Name }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c.engines[pe.Name], c.metrics[pe.Name] = e, m
+	}
+	t.Cleanup(func() {
+		for _, e := range c.engines {
+			e.Shutdown(2 * time.Second)
+		}
+	})
+	return c
+}
+
+func (c *cluster) waitDone(t *testing.T, pe string) {
+	t.Helper()
+	select {
+	case got := <-c.done:
+		if got != pe {
+			t.Fatalf("%s completed, expected %s", got, pe)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not complete; summaries %+v", pe, c.engines[pe].Summaries())
+	}
+}
+
+func TestSourceFilterSinkAcrossPEs(t *testing.T) {
+	const n = 30000
+	c := startAll(t, chain(
+		v1alpha1.Operator{Name: "src", Kind: "source", Params: &v1alpha1.OperatorParams{Count: i64(n), TupleSize: i32(20)}},
+		v1alpha1.Operator{Name: "keep", Kind: "filter", Params: &v1alpha1.OperatorParams{KeepPercent: i32(40)}},
+		v1alpha1.Operator{Name: "sink", Kind: "sink"}))
+	c.waitDone(t, "job-pe-2")
+	sum := c.engines["job-pe-2"].Summaries()[0]
+	want := 0
+	last := uint64(0)
+	for s := uint64(0); s < n; s++ {
+		if operators.Keeps(40, operators.OriginID("src"), s) {
+			want++
+			last = s
+		}
+	}
+	if !sum.Complete || sum.Tuples != uint64(want) || sum.Gaps != 0 || sum.Duplicates != 0 {
+		t.Fatalf("sink saw %+v, want %d tuples, no gaps or duplicates", sum, want)
+	}
+	if sum.Skipped+sum.Tuples != last+1 || sum.Origins[0].Name != "src" {
+		t.Fatalf("skipped %d + tuples %d != %d", sum.Skipped, sum.Tuples, last+1)
+	}
+	if got := value(t, c.metrics["job-pe-0"].TuplesOut.WithLabelValues("0")); got != n {
+		t.Fatalf("source PE wrote %v tuples", got)
+	}
+	if got := value(t, c.metrics["job-pe-1"].TuplesIn.WithLabelValues("0")); got != n {
+		t.Fatalf("filter PE received %v tuples", got)
+	}
+	if got := value(t, c.metrics["job-pe-1"].OperatorOut.WithLabelValues("keep")); got != float64(want) {
+		t.Fatalf("filter emitted %v", got)
+	}
+	for name, e := range c.engines {
+		if ok, why := e.Ready(); !ok {
+			t.Fatalf("%s not ready after the run: %s", name, why)
+		}
+	}
+}
+
+func TestFusedAggregateCounts(t *testing.T) {
+	const n = 5000
+	spec := chain(
+		v1alpha1.Operator{Name: "src", Kind: "source", Params: &v1alpha1.OperatorParams{Count: i64(n), Rate: i64(20000), Keys: i64(5)}},
+		v1alpha1.Operator{Name: "m", Kind: "map"},
+		v1alpha1.Operator{Name: "agg", Kind: "aggregate", Params: &v1alpha1.OperatorParams{WindowMillis: i64(20)}},
+		v1alpha1.Operator{Name: "sink", Kind: "sink"})
+	spec.Fusion = v1alpha1.Fusion{Mode: v1alpha1.FusionTarget, TargetPEs: i32(2)}
+	c := startAll(t, spec)
+	c.waitDone(t, "job-pe-1")
+	sum := c.engines["job-pe-1"].Summaries()[0]
+	if sum.ValueSum != n || sum.Gaps != 0 || sum.Duplicates != 0 || sum.Origins[0].Name != "agg" {
+		t.Fatalf("aggregate counts sum to %d (want %d): %+v", sum.ValueSum, n, sum)
+	}
+	if sum.Tuples < 5*((n/20000*1000)/20) {
+		t.Fatalf("only %d windowed outputs", sum.Tuples)
+	}
+}
+
+func TestHostileInputClosesOnlyThatConnection(t *testing.T) {
+	c := startAll(t, chain(
+		v1alpha1.Operator{Name: "src", Kind: "source", Params: &v1alpha1.OperatorParams{Count: i64(1000), Rate: i64(2000)}},
+		v1alpha1.Operator{Name: "sink", Kind: "sink"}))
+	sinkPE := c.engines["job-pe-1"]
+	m := c.metrics["job-pe-1"]
+	addr := sinkPE.InputAddrs()[0].String()
+	send := func(b []byte) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write(b)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var buf [64]byte
+		for {
+			if _, err := conn.Read(buf[:]); err != nil {
+				return // closed by the PE
+			}
+		}
+	}
+	send([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+	send(wire.AppendHandshake(nil, wire.Handshake{Version: wire.Version, Stream: 99, PE: "intruder"}))
+	hostile := wire.AppendHandshake(nil, wire.Handshake{Version: wire.Version, Stream: 0, PE: "intruder"})
+	hostile = binary.LittleEndian.AppendUint32(hostile, 0xfffffff0)
+	hostile = append(hostile, wire.FrameBatch)
+	send(hostile)
+	frame := binary.LittleEndian.AppendUint32(nil, 9)
+	frame = append(frame, wire.FrameBatch)
+	frame = binary.LittleEndian.AppendUint32(frame, 1000000) // count that cannot fit
+	frame = append(frame, 1, 2, 3, 4)
+	send(append(wire.AppendHandshake(nil, wire.Handshake{Version: wire.Version, Stream: 0, PE: "intruder"}), frame...))
+	if got := value(t, m.WireErrors.WithLabelValues("bad_handshake")); got != 2 {
+		t.Fatalf("bad_handshake errors = %v, want 2", got)
+	}
+	if got := value(t, m.WireErrors.WithLabelValues("frame_too_large")); got != 1 {
+		t.Fatalf("frame_too_large errors = %v", got)
+	}
+	if got := value(t, m.WireErrors.WithLabelValues("bad_batch")); got != 1 {
+		t.Fatalf("bad_batch errors = %v", got)
+	}
+	// The real upstream may have been displaced by the intruder's valid
+	// handshake; it reconnects and the stream still completes.
+	c.waitDone(t, "job-pe-1")
+	sum := sinkPE.Summaries()[0]
+	if sum.Tuples == 0 || sum.Duplicates != 0 {
+		t.Fatalf("sink after hostile input: %+v", sum)
+	}
+}
+
+func TestReadinessFollowsConnections(t *testing.T) {
+	plan, _ := app.Build("test", "job", chain(
+		v1alpha1.Operator{Name: "src", Kind: "source", Params: &v1alpha1.OperatorParams{Rate: i64(100)}},
+		v1alpha1.Operator{Name: "sink", Kind: "sink"}))
+	base := freePort(t)
+	resolve := func(pe string, port int32) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+int(port))) }
+	src, err := New(Options{PE: &plan.PEs[0].Config, Ports: &plan.PortTable, Resolve: resolve, ListenHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Start(context.Background())
+	defer src.Shutdown(time.Second)
+	if ok, why := src.Ready(); ok || why != "not connected: output stream 0" {
+		t.Fatalf("source PE ready with no peer: %v %q", ok, why)
+	}
+	sink, err := New(Options{PE: &plan.PEs[1].Config, Ports: &plan.PortTable, ListenHost: "127.0.0.1", ListenBase: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Start(context.Background())
+	waitFor(t, func() bool { a, _ := src.Ready(); b, _ := sink.Ready(); return a && b })
+	sink.Shutdown(time.Second)
+	waitFor(t, func() bool { a, _ := src.Ready(); return !a })
+}
+
+func waitFor(t *testing.T, f func() bool) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+		if f() {
+			return
+		}
+	}
+	t.Fatal("condition not reached in 10s")
+}
+
+// value reads a counter or gauge.
+func value(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}

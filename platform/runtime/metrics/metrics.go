@@ -1,0 +1,96 @@
+// Package metrics defines the PE's Prometheus metrics on a registry of its
+// own (never the global one), so that tests and several engines in one
+// process do not collide.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the PE runtime's metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Per PE input port (label port) and per outgoing stream (label stream).
+	TuplesIn  *prometheus.CounterVec
+	BytesIn   *prometheus.CounterVec
+	TuplesOut *prometheus.CounterVec
+	BytesOut  *prometheus.CounterVec
+	// TuplesDropped counts tuples lost in a failed write (at-most-once).
+	TuplesDropped *prometheus.CounterVec
+
+	OperatorIn  *prometheus.CounterVec
+	OperatorOut *prometheus.CounterVec
+
+	// QueueDepth is the number of batches waiting for an output connection.
+	QueueDepth *prometheus.GaugeVec
+	// ConnectionUp is 1 while a connection is established (direction in|out).
+	ConnectionUp *prometheus.GaugeVec
+	Reconnects   *prometheus.CounterVec
+	ConnectFails *prometheus.CounterVec
+	// WireErrors counts connections closed for malformed input, by reason.
+	WireErrors *prometheus.CounterVec
+
+	SinkLatency    *prometheus.HistogramVec
+	SinkGaps       *prometheus.CounterVec
+	SinkDuplicates *prometheus.CounterVec
+	AggregateLate  *prometheus.GaugeVec
+	Ready          prometheus.Gauge
+}
+
+// New makes the metrics and registers them, with the Go and process
+// collectors, on a fresh registry.
+func New() *Metrics {
+	const ns = "sluice_pe"
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, labels)
+	}
+	gv := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, labels)
+	}
+	m := &Metrics{
+		Registry:      prometheus.NewRegistry(),
+		TuplesIn:      cv("tuples_in_total", "Tuples received on a PE input port.", "port"),
+		BytesIn:       cv("bytes_in_total", "Frame bytes received on a PE input port.", "port"),
+		TuplesOut:     cv("tuples_out_total", "Tuples written to a cross-PE stream.", "stream"),
+		BytesOut:      cv("bytes_out_total", "Frame bytes written to a cross-PE stream.", "stream"),
+		TuplesDropped: cv("tuples_dropped_total", "Tuples lost in a failed write to a cross-PE stream.", "stream"),
+		OperatorIn:    cv("operator_tuples_in_total", "Tuples processed by an operator.", "operator"),
+		OperatorOut:   cv("operator_tuples_out_total", "Tuples emitted by an operator.", "operator"),
+		QueueDepth:    gv("queue_depth_batches", "Batches queued for a cross-PE stream.", "stream"),
+		ConnectionUp:  gv("connection_up", "1 while the connection of a cross-PE stream is established.", "direction", "stream"),
+		Reconnects:    cv("reconnects_total", "Connections of a cross-PE stream re-established after a loss.", "direction", "stream"),
+		ConnectFails:  cv("connect_failures_total", "Failed attempts to connect a cross-PE stream.", "stream"),
+		WireErrors:    cv("wire_errors_total", "Connections closed because of malformed or hostile input.", "reason"),
+		SinkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "sink_latency_seconds",
+			Help:    "End-to-end latency from the origin's emission to the sink.",
+			Buckets: prometheus.ExponentialBuckets(5e-6, 2, 22)}, []string{"operator"}),
+		SinkGaps:       cv("sink_gaps_total", "Sequence numbers a sink found missing.", "operator"),
+		SinkDuplicates: cv("sink_duplicates_total", "Duplicate or out-of-order tuples at a sink.", "operator"),
+		AggregateLate:  gv("aggregate_late_tuples", "Tuples that arrived after their window closed.", "operator"),
+		Ready:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "ready", Help: "1 when every connection of the PE is established."}),
+	}
+	m.Registry.MustRegister(m.TuplesIn, m.BytesIn, m.TuplesOut, m.BytesOut, m.TuplesDropped, m.OperatorIn, m.OperatorOut,
+		m.QueueDepth, m.ConnectionUp, m.Reconnects, m.ConnectFails, m.WireErrors, m.SinkLatency, m.SinkGaps,
+		m.SinkDuplicates, m.AggregateLate, m.Ready,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SinkObserver adapts the sink metrics of one operator to
+// operators.SinkObserver.
+type SinkObserver struct {
+	Lat  prometheus.Observer
+	Gap  prometheus.Counter
+	Dups prometheus.Counter
+}
+
+func (m *Metrics) SinkObserver(op string) *SinkObserver {
+	return &SinkObserver{Lat: m.SinkLatency.WithLabelValues(op), Gap: m.SinkGaps.WithLabelValues(op),
+		Dups: m.SinkDuplicates.WithLabelValues(op)}
+}
+
+func (o *SinkObserver) Latency(s float64) { o.Lat.Observe(s) }
+func (o *SinkObserver) Gaps(n uint64)     { o.Gap.Add(float64(n)) }
+func (o *SinkObserver) Duplicate()        { o.Dups.Inc() }

@@ -1,0 +1,243 @@
+package transport
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"sluice.dev/sluice/platform/runtime/metrics"
+	"sluice.dev/sluice/platform/runtime/wire"
+)
+
+// Input is one PE input port and the streams that may connect to it.
+type Input struct {
+	Port    int32
+	Streams []int32
+}
+
+// Deliverer takes what arrives. Deliver's tuples (and their payloads) are
+// valid only during the call.
+type Deliverer interface {
+	Deliver(port int32, ts []wire.Tuple)
+	Final(port int32, stream int32)
+}
+
+// ServerConfig configures a PE's listeners.
+type ServerConfig struct {
+	Inputs []Input
+	// Host to listen on ("" for all interfaces) and the TCP port of PE
+	// input port 0; port i listens on Base+i.
+	Host    string
+	Base    int
+	Deliver Deliverer
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+	// HandshakeTimeout bounds how long a new connection may take to say
+	// which stream it carries (default 5s).
+	HandshakeTimeout time.Duration
+}
+
+// Server accepts the connections of a PE's incoming streams.
+type Server struct {
+	cfg       ServerConfig
+	listeners []net.Listener
+	mu        sync.Mutex
+	conns     map[int32]net.Conn // current connection per stream
+	seen      map[int32]bool     // streams that have connected at least once
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 5 * time.Second
+	}
+	s := &Server{cfg: cfg, conns: map[int32]net.Conn{}, seen: map[int32]bool{}}
+	for _, in := range cfg.Inputs {
+		for _, st := range in.Streams {
+			cfg.Metrics.ConnectionUp.WithLabelValues("in", strconv.Itoa(int(st))).Set(0)
+		}
+	}
+	return s
+}
+
+// Start listens on every input port.
+func (s *Server) Start() error {
+	for _, in := range s.cfg.Inputs {
+		addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Base+int(in.Port)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("input port %d: %w", in.Port, err)
+		}
+		s.listeners = append(s.listeners, l)
+		s.wg.Add(1)
+		go s.accept(l, in)
+	}
+	return nil
+}
+
+// Addrs are the listening addresses, by input.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Missing lists the streams expected on an input that have no live
+// connection.
+func (s *Server) Missing() []int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int32
+	for _, in := range s.cfg.Inputs {
+		for _, st := range in.Streams {
+			if s.conns[st] == nil {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+// Close stops listening and closes every connection.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.wg.Wait()
+}
+
+func (s *Server) accept(l net.Listener, in Input) {
+	defer s.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.cfg.Log.Error("accept", "port", in.Port, "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go s.serve(c, in)
+	}
+}
+
+func (s *Server) wireError(c net.Conn, in Input, stream int32, err error) {
+	s.cfg.Metrics.WireErrors.WithLabelValues(wire.Reason(err)).Inc()
+	s.cfg.Log.Warn("closing connection: malformed input", "port", in.Port, "stream", stream,
+		"peer", c.RemoteAddr().String(), "err", err)
+}
+
+func (s *Server) serve(c net.Conn, in Input) {
+	defer s.wg.Done()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	br := bufio.NewReaderSize(c, 64<<10)
+	h, err := wire.ReadHandshake(br)
+	if err != nil {
+		if !isClosed(err) {
+			s.wireError(c, in, -1, err)
+		}
+		return
+	}
+	status := wire.StatusOK
+	switch {
+	case h.Version != wire.Version:
+		status = wire.StatusBadVersion
+	case !slices.Contains(in.Streams, h.Stream):
+		status = wire.StatusUnknownStream
+	}
+	if _, err := c.Write(wire.AppendReply(nil, status)); err != nil || status != wire.StatusOK {
+		if status != wire.StatusOK {
+			s.wireError(c, in, h.Stream, fmt.Errorf("%w: stream %d version %d from %s refused (status %d)",
+				wire.ErrHandshake, h.Stream, h.Version, h.PE, status))
+		}
+		return
+	}
+	c.SetDeadline(time.Time{})
+	st := strconv.Itoa(int(h.Stream))
+	up := s.cfg.Metrics.ConnectionUp.WithLabelValues("in", st)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	// A new connection for a stream replaces the old one: the upstream
+	// restarted or reconnected before we saw the old one die.
+	if old := s.conns[h.Stream]; old != nil {
+		old.Close()
+	}
+	if s.seen[h.Stream] {
+		s.cfg.Metrics.Reconnects.WithLabelValues("in", st).Inc()
+	}
+	s.conns[h.Stream], s.seen[h.Stream] = c, true
+	s.mu.Unlock()
+	up.Set(1)
+	s.cfg.Log.Info("stream connected", "port", in.Port, "stream", h.Stream, "from", h.PE)
+	defer func() {
+		s.mu.Lock()
+		if s.conns[h.Stream] == c {
+			delete(s.conns, h.Stream)
+			up.Set(0)
+		}
+		s.mu.Unlock()
+	}()
+
+	p := strconv.Itoa(int(in.Port))
+	tuplesIn, bytesIn := s.cfg.Metrics.TuplesIn.WithLabelValues(p), s.cfg.Metrics.BytesIn.WithLabelValues(p)
+	r := wire.NewReader(br)
+	var ts []wire.Tuple
+	for {
+		typ, body, err := r.Next()
+		if err != nil {
+			if !isClosed(err) {
+				var ne net.Error
+				// A peer that dies mid-frame looks like a truncated frame;
+				// count only frames that arrived whole and were bad.
+				if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) {
+					s.cfg.Log.Info("stream connection lost", "stream", h.Stream, "err", err)
+				} else {
+					s.wireError(c, in, h.Stream, err)
+				}
+			} else {
+				s.cfg.Log.Info("stream disconnected", "stream", h.Stream)
+			}
+			return
+		}
+		switch typ {
+		case wire.FrameFinal:
+			s.cfg.Deliver.Final(in.Port, h.Stream)
+		case wire.FrameBatch:
+			ts, err = wire.DecodeBatch(body, ts)
+			if err != nil {
+				s.wireError(c, in, h.Stream, err)
+				return
+			}
+			tuplesIn.Add(float64(len(ts)))
+			bytesIn.Add(float64(len(body) + wire.FrameHeaderLen))
+			s.cfg.Deliver.Deliver(in.Port, ts)
+		}
+	}
+}

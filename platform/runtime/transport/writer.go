@@ -1,0 +1,337 @@
+// Package transport carries cross-PE streams over TCP: a Writer per
+// outgoing stream (dial, handshake, batching queue, reconnect with backoff)
+// and a Server per PE that listens on the PE's input ports.
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sluice.dev/sluice/platform/runtime/metrics"
+	"sluice.dev/sluice/platform/runtime/wire"
+)
+
+// WriterConfig configures one outgoing stream.
+type WriterConfig struct {
+	Stream int32
+	// PE is the name of this PE, sent in the handshake.
+	PE string
+	// Addr returns the peer's host:port; it is called before every dial so
+	// that a peer that moved is found again.
+	Addr func() string
+	// BatchBytes is the frame size at which a batch is sent without waiting
+	// for a flush (default 64 KiB).
+	BatchBytes int
+	// Queue is the number of batch buffers; when all are queued the
+	// producer blocks (backpressure). Default 8.
+	Queue                  int
+	MinBackoff, MaxBackoff time.Duration
+	Metrics                *metrics.Metrics
+	Log                    *slog.Logger
+}
+
+type item struct {
+	bb    *wire.BatchBuilder
+	final bool
+	close bool
+}
+
+// Writer sends one stream's tuples to the PE that consumes them. Add,
+// Flush and Final are called by the engine (one goroutine at a time); Run
+// owns the connection.
+type Writer struct {
+	cfg   WriterConfig
+	cur   *wire.BatchBuilder
+	free  chan *wire.BatchBuilder
+	queue chan item
+	// stopped is closed when Run returns, so that a producer blocked on
+	// backpressure is released.
+	stopped chan struct{}
+	// kill aborts Run (a drain that ran out of time).
+	kill     chan struct{}
+	killOnce sync.Once
+	up       atomic.Bool
+	finalOut bool
+
+	tuplesOut, bytesOut, dropped, reconnects, fails prometheus.Counter
+	upGauge                                         prometheus.Gauge
+}
+
+// NewWriter makes a writer; call Run to connect it.
+func NewWriter(cfg WriterConfig) *Writer {
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = 64 << 10
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 8
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 50 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	w := &Writer{cfg: cfg, free: make(chan *wire.BatchBuilder, cfg.Queue), queue: make(chan item, cfg.Queue+2),
+		stopped: make(chan struct{}), kill: make(chan struct{})}
+	for i := 0; i < cfg.Queue; i++ {
+		w.free <- wire.NewBatchBuilder(cfg.BatchBytes + cfg.BatchBytes/4)
+	}
+	s := strconv.Itoa(int(cfg.Stream))
+	m := cfg.Metrics
+	w.tuplesOut, w.bytesOut, w.dropped = m.TuplesOut.WithLabelValues(s), m.BytesOut.WithLabelValues(s), m.TuplesDropped.WithLabelValues(s)
+	w.reconnects, w.fails = m.Reconnects.WithLabelValues("out", s), m.ConnectFails.WithLabelValues(s)
+	w.upGauge = m.ConnectionUp.WithLabelValues("out", s)
+	m.QueueDepth.WithLabelValues(s) // exists from the start, at 0
+	return w
+}
+
+// Stream is the stream ID this writer carries.
+func (w *Writer) Stream() int32 { return w.cfg.Stream }
+
+// Connected reports whether the connection is established.
+func (w *Writer) Connected() bool { return w.up.Load() }
+
+// QueueLen is the number of batches waiting to be written.
+func (w *Writer) QueueLen() int { return len(w.queue) }
+
+// Add appends t to the current batch. It blocks while every buffer is
+// queued (the peer is slow or away) and returns false once the writer has
+// stopped.
+func (w *Writer) Add(t *wire.Tuple) bool {
+	if w.cur == nil {
+		select {
+		case w.cur = <-w.free:
+		case <-w.stopped:
+			return false
+		}
+	}
+	w.cur.Add(t)
+	if w.cur.Len() >= w.cfg.BatchBytes {
+		w.Flush()
+	}
+	return true
+}
+
+// Flush hands the current batch to the connection.
+func (w *Writer) Flush() {
+	if w.cur == nil || w.cur.Count() == 0 {
+		return
+	}
+	w.queue <- item{bb: w.cur} // never blocks: the queue holds every buffer
+	w.cur = nil
+}
+
+// Final flushes and then ends the stream.
+func (w *Writer) Final() {
+	if w.finalOut {
+		return
+	}
+	w.finalOut = true
+	w.Flush()
+	w.queue <- item{final: true}
+}
+
+// Close flushes, lets Run write what is queued and close the connection,
+// and waits for that until deadline; then it aborts.
+func (w *Writer) Close(deadline time.Time) {
+	w.Flush()
+	select {
+	case w.queue <- item{close: true}:
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-w.stopped:
+	case <-t.C:
+		w.Abort()
+		<-w.stopped
+	}
+}
+
+// Abort stops Run at once.
+func (w *Writer) Abort() { w.killOnce.Do(func() { close(w.kill) }) }
+
+func (w *Writer) setUp(up bool) {
+	w.up.Store(up)
+	if up {
+		w.upGauge.Set(1)
+	} else {
+		w.upGauge.Set(0)
+	}
+}
+
+// Run connects, writes queued batches, and reconnects with backoff when
+// the peer goes away, until ctx ends, Close finishes or Abort.
+func (w *Writer) Run(ctx context.Context) {
+	defer close(w.stopped)
+	defer w.setUp(false)
+	var (
+		conn      net.Conn
+		dead      chan struct{}
+		everUp    bool
+		backoff   = w.cfg.MinBackoff
+		bufs      net.Buffers
+		items     []item
+		depth     = w.cfg.Metrics.QueueDepth.WithLabelValues(strconv.Itoa(int(w.cfg.Stream)))
+		finalBuf  = wire.AppendFinal(nil)
+		closeConn = func() {
+			if conn != nil {
+				conn.Close()
+				conn = nil
+			}
+			w.setUp(false)
+		}
+	)
+	defer closeConn()
+	for {
+		if conn == nil {
+			c, err := w.dial(ctx)
+			if err != nil {
+				w.fails.Inc()
+				w.cfg.Log.Debug("connect failed", "stream", w.cfg.Stream, "err", err, "retry", backoff)
+				jitter := time.Duration(rand.Int64N(int64(backoff)/5 + 1))
+				t := time.NewTimer(backoff + jitter)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-w.kill:
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				backoff = min(2*backoff, w.cfg.MaxBackoff)
+				continue
+			}
+			conn, backoff = c, w.cfg.MinBackoff
+			if everUp {
+				w.reconnects.Inc()
+				w.cfg.Log.Info("reconnected", "stream", w.cfg.Stream, "peer", c.RemoteAddr().String())
+			}
+			everUp = true
+			dead = make(chan struct{})
+			// The peer never writes after the handshake: a read that
+			// returns means it closed or died, even while we are idle.
+			go func(c net.Conn, dead chan struct{}) {
+				var b [1]byte
+				c.Read(b[:])
+				close(dead)
+			}(c, dead)
+			w.setUp(true)
+		}
+		var it item
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kill:
+			return
+		case <-dead:
+			w.cfg.Log.Warn("peer closed the connection", "stream", w.cfg.Stream)
+			closeConn()
+			continue
+		case it = <-w.queue:
+		}
+		// Gather what else is queued into one writev.
+		bufs, items = bufs[:0], items[:0]
+		closing := false
+	gather:
+		for {
+			switch {
+			case it.close:
+				closing = true
+			case it.final:
+				bufs = append(bufs, finalBuf)
+			default:
+				bufs = append(bufs, it.bb.Frame())
+			}
+			items = append(items, it)
+			if closing || len(items) >= 16 {
+				break gather
+			}
+			select {
+			case it = <-w.queue:
+			default:
+				break gather
+			}
+		}
+		depth.Set(float64(len(w.queue)))
+		var tuples, size int
+		for _, it := range items {
+			if it.bb != nil {
+				tuples += it.bb.Count()
+				size += it.bb.Len()
+			}
+		}
+		if len(bufs) > 0 {
+			wb := bufs // WriteTo consumes the slice header
+			if _, err := wb.WriteTo(conn); err != nil {
+				// At most once: what was in this write is gone.
+				w.dropped.Add(float64(tuples))
+				w.cfg.Log.Warn("write failed; reconnecting", "stream", w.cfg.Stream, "err", err, "droppedTuples", tuples)
+				closeConn()
+			} else {
+				w.tuplesOut.Add(float64(tuples))
+				w.bytesOut.Add(float64(size))
+			}
+		}
+		for _, it := range items {
+			if it.bb != nil {
+				it.bb.Reset()
+				w.free <- it.bb
+			}
+		}
+		if closing {
+			return
+		}
+	}
+}
+
+// dial connects and does the handshake.
+func (w *Writer) dial(ctx context.Context) (net.Conn, error) {
+	addr := w.cfg.Addr()
+	d := net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(wire.AppendHandshake(nil, wire.Handshake{Version: wire.Version, Stream: w.cfg.Stream, PE: w.cfg.PE})); err != nil {
+		c.Close()
+		return nil, err
+	}
+	v, status, err := wire.ReadReply(bufio.NewReaderSize(c, 16))
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
+	}
+	if status != wire.StatusOK {
+		c.Close()
+		return nil, fmt.Errorf("%s refused stream %d: status %d (peer wire version %d)", addr, w.cfg.Stream, status, v)
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// isClosed tells a normal end of a connection from a real error.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
