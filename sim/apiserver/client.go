@@ -390,3 +390,11 @@ func (sc *subClient) Patch(ctx context.Context, obj client.Object, patch client.
 	}
 	return sc.c.patch(obj, patch, true)
 }
+
+// Charge accounts one request that is not a store operation (for example an
+// informer's initial list made by a cache on this client's connection) and
+// returns when it completes.
+func (c *Client) Charge() time.Duration { return c.charge() }
+
+// Session is the open session, nil outside one.
+func (c *Client) Session() *Session { return c.sess }

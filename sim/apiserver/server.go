@@ -404,3 +404,37 @@ func podGraceful(pod *corev1.Pod) bool {
 }
 
 var emptyGVK = schema.GroupVersionKind{}
+
+// ListObjects returns deep copies of every stored object of prototype's kind
+// (sorted by namespace and name) and the current revision, as one consistent
+// snapshot: the initial list of an informer. It charges nothing.
+func (s *Server) ListObjects(prototype runtime.Object) ([]client.Object, uint64, error) {
+	ks, err := s.kindOf(prototype)
+	if err != nil {
+		return nil, 0, err
+	}
+	objs, err := s.list(ks, &client.ListOptions{})
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]client.Object, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopyObject().(client.Object)
+	}
+	return out, s.rev, nil
+}
+
+// GroupResource is the resource of a stored kind, for errors.
+func (s *Server) GroupResource(obj runtime.Object) (schema.GroupResource, error) {
+	ks, err := s.kindOf(obj)
+	if err != nil {
+		return schema.GroupResource{}, err
+	}
+	return ks.gr, nil
+}
+
+// Namespaced reports whether a stored kind is namespaced.
+func (s *Server) Namespaced(gvk schema.GroupVersionKind) bool {
+	ks := s.kinds[gvk]
+	return ks != nil && ks.namespaced
+}
