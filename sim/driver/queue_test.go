@@ -107,7 +107,7 @@ func TestRateLimiterBackoff(t *testing.T) {
 	q = newQueue(e, p, func() {})
 	var last time.Duration
 	for i := 0; i < 110; i++ {
-		last = q.When(req(string(rune('a' + i%26))+string(rune('a'+i/26))))
+		last = q.When(req(string(rune('a'+i%26)) + string(rune('a'+i/26))))
 	}
 	if last != time.Second {
 		t.Fatalf("110th distinct item waited %v, want 1s from the bucket", last)
