@@ -1,0 +1,79 @@
+// Package operator runs the platform's reconcilers in a controller-runtime
+// manager: it turns each wiring.Controller into a controller with the same
+// watches. The simulator drives the same descriptors without this package.
+package operator
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/wiring"
+)
+
+// Scheme returns a scheme with the built-in kinds and the platform's kinds.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// CacheOptions limits the manager's cache of built-in kinds to the objects
+// the platform generates: a cluster's other pods, ConfigMaps and Services
+// are none of its business and would only cost memory.
+func CacheOptions() cache.Options {
+	req, err := labels.NewRequirement(v1alpha1.LabelJob, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	ours := labels.NewSelector().Add(*req)
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}:       {Label: ours},
+		&corev1.ConfigMap{}: {Label: ours},
+		&corev1.Service{}:   {Label: ours},
+	}}
+}
+
+// Setup registers every platform reconciler with mgr and returns the
+// coordinators (their write counters are useful to tests and benchmarks).
+func Setup(mgr manager.Manager, peImage string) (*wiring.Coordinators, error) {
+	deps := wiring.Deps{
+		Client:   mgr.GetClient(),
+		Clock:    clock.RealClock{},
+		Recorder: mgr.GetEventRecorderFor("sluice-operator"),
+		PEImage:  peImage,
+	}
+	co := wiring.NewCoordinators(deps)
+	for _, c := range wiring.Controllers(deps, co) {
+		b := builder.ControllerManagedBy(mgr).Named(c.Name).For(c.For).
+			WithOptions(controller.Options{MaxConcurrentReconciles: max(c.Workers, 1)})
+		for _, w := range c.Watches {
+			m := w.Map
+			if m == nil {
+				m = wiring.Self
+			}
+			b = b.Watches(w.Object, handler.EnqueueRequestsFromMapFunc(handler.MapFunc(m)))
+		}
+		if err := b.Complete(c.Reconciler); err != nil {
+			return nil, fmt.Errorf("controller %s: %w", c.Name, err)
+		}
+	}
+	return co, nil
+}
