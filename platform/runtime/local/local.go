@@ -1,0 +1,524 @@
+// Package local runs a whole application as one `pe run` process per PE on
+// loopback, from the same configuration files the platform mounts into PE
+// pods. PE names resolve to 127.0.0.1 ports through a resolve file.
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/app"
+	"sluice.dev/sluice/platform/runtime/operators"
+)
+
+// ResolveFile maps PE names to loopback ports; `pe run --resolve
+// local:<file>` reads it.
+type ResolveFile struct {
+	PEs map[string]Endpoint `json:"pes"`
+}
+
+// Endpoint is where a local PE listens: input port i on 127.0.0.1:Base+i,
+// HTTP on Health.
+type Endpoint struct {
+	Base   int    `json:"base"`
+	Health string `json:"health"`
+}
+
+// LoadResolveFile reads a resolve file.
+func LoadResolveFile(path string) (*ResolveFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r ResolveFile
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// Resolve gives the address of a PE's input port.
+func (r *ResolveFile) Resolve(pe string, port int32) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.PEs[pe].Base+int(port)))
+}
+
+// LoadJob reads a Job from YAML.
+func LoadJob(path string) (*v1alpha1.Job, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var job v1alpha1.Job
+	if err := yaml.UnmarshalStrict(b, &job); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if job.Name == "" {
+		return nil, fmt.Errorf("%s: metadata.name is required", path)
+	}
+	return &job, nil
+}
+
+// Config of a local run.
+type Config struct {
+	// Binary is the pe executable.
+	Binary string
+	// Dir receives ports.json, resolve.json and one folder per PE (pe.json,
+	// pe.log, summary.json).
+	Dir string
+	// BasePort is the first loopback port used (default 20000).
+	BasePort int
+	Job      *v1alpha1.Job
+	// Args are extra flags for every `pe run`.
+	Args []string
+}
+
+// PE is one local PE process.
+type PE struct {
+	Name     string
+	Endpoint Endpoint
+	Dir      string
+	Sink     bool
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Cluster is a running local application.
+type Cluster struct {
+	cfg    Config
+	Plan   *app.Plan
+	PEs    []*PE
+	byName map[string]*PE
+	http   *http.Client
+}
+
+// New builds the plan and writes every configuration file.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.BasePort == 0 {
+		cfg.BasePort = 20000
+	}
+	ns := cfg.Job.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	plan, errs := app.Build(ns, cfg.Job.Name, &cfg.Job.Spec)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("job %s: %v", cfg.Job.Name, errs.ToAggregate())
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	stride := 1
+	for _, pe := range plan.PEs {
+		stride = max(stride, len(pe.Config.Inputs))
+	}
+	c := &Cluster{cfg: cfg, Plan: plan, byName: map[string]*PE{}, http: &http.Client{Timeout: 2 * time.Second}}
+	rf := ResolveFile{PEs: map[string]Endpoint{}}
+	n := len(plan.PEs)
+	for i, pe := range plan.PEs {
+		p := &PE{Name: pe.Name, Dir: filepath.Join(cfg.Dir, pe.Name), Endpoint: Endpoint{
+			Base:   cfg.BasePort + i*stride,
+			Health: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+n*stride+i)),
+		}}
+		for _, op := range pe.Config.Operators {
+			if op.Kind == v1alpha1.KindSink {
+				p.Sink = true
+			}
+		}
+		if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := writeJSON(filepath.Join(p.Dir, v1alpha1.PEConfigKey), pe.Config); err != nil {
+			return nil, err
+		}
+		rf.PEs[pe.Name] = p.Endpoint
+		c.PEs = append(c.PEs, p)
+		c.byName[p.Name] = p
+	}
+	if err := writeJSON(filepath.Join(cfg.Dir, v1alpha1.PortTableKey), plan.PortTable); err != nil {
+		return nil, err
+	}
+	if err := writeJSON(filepath.Join(cfg.Dir, "resolve.json"), rf); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// PE returns the named PE.
+func (c *Cluster) PE(name string) *PE { return c.byName[name] }
+
+// Start starts every PE, sinks first so that upstreams find them.
+func (c *Cluster) Start() error {
+	order := append([]*PE(nil), c.PEs...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].Sink && !order[j].Sink })
+	for _, p := range order {
+		if err := c.StartPE(p.Name); err != nil {
+			c.Stop(time.Second)
+			return err
+		}
+	}
+	return nil
+}
+
+// Args are the `pe run` arguments of a PE.
+func (c *Cluster) Args(name string) []string {
+	p := c.byName[name]
+	args := []string{"run",
+		"--config", filepath.Join(p.Dir, v1alpha1.PEConfigKey),
+		"--ports", filepath.Join(c.cfg.Dir, v1alpha1.PortTableKey),
+		"--listen-host", "127.0.0.1",
+		"--listen-base", strconv.Itoa(p.Endpoint.Base),
+		"--health-addr", p.Endpoint.Health,
+		"--resolve", "local:" + filepath.Join(c.cfg.Dir, "resolve.json"),
+		"--summary", filepath.Join(p.Dir, "summary.json"),
+	}
+	return append(args, c.cfg.Args...)
+}
+
+// StartPE starts (or restarts) one PE process; its log is appended to
+// <dir>/<pe>/pe.log.
+func (c *Cluster) StartPE(name string) error {
+	p := c.byName[name]
+	if p == nil {
+		return fmt.Errorf("no PE %q", name)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("PE %s is running", name)
+		}
+	}
+	log, err := os.OpenFile(filepath.Join(p.Dir, "pe.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.cfg.Binary, c.Args(name)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), "POD_NAME="+name)
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		log.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// Pid is the PE's process ID, or 0 when it is not running.
+func (p *PE) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-p.done:
+		return 0
+	default:
+	}
+	return p.cmd.Process.Pid
+}
+
+func (p *PE) signal(sig syscall.Signal) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	return p.done
+}
+
+// Kill SIGKILLs a PE and waits for it to be gone.
+func (c *Cluster) Kill(name string) error {
+	p := c.byName[name]
+	if p == nil {
+		return fmt.Errorf("no PE %q", name)
+	}
+	if done := p.signal(syscall.SIGKILL); done != nil {
+		<-done
+	}
+	return nil
+}
+
+// Signal sends sig to a running PE.
+func (c *Cluster) Signal(name string, sig syscall.Signal) { c.byName[name].signal(sig) }
+
+// Stop SIGTERMs every PE, waits up to grace, then SIGKILLs what is left.
+func (c *Cluster) Stop(grace time.Duration) error {
+	var dones []chan struct{}
+	for _, p := range c.PEs {
+		if d := p.signal(syscall.SIGTERM); d != nil {
+			dones = append(dones, d)
+		}
+	}
+	deadline := time.After(grace)
+	var stuck []string
+	for i, d := range dones {
+		select {
+		case <-d:
+		case <-deadline:
+			deadline = time.After(0)
+			stuck = append(stuck, fmt.Sprint(i))
+		}
+	}
+	for _, p := range c.PEs {
+		if d := p.signal(syscall.SIGKILL); d != nil {
+			<-d
+		}
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("%d PE(s) did not stop within %s and were killed", len(stuck), grace)
+	}
+	return nil
+}
+
+func (c *Cluster) get(name, path string) (int, []byte, error) {
+	p := c.byName[name]
+	if p == nil {
+		return 0, nil, fmt.Errorf("no PE %q", name)
+	}
+	resp, err := c.http.Get("http://" + p.Endpoint.Health + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// Ready asks a PE's /readyz.
+func (c *Cluster) Ready(name string) (bool, string) {
+	code, b, err := c.get(name, "/readyz")
+	if err != nil {
+		return false, err.Error()
+	}
+	return code == http.StatusOK, strings.TrimSpace(string(b))
+}
+
+// Summaries asks a PE's /summary.
+func (c *Cluster) Summaries(name string) ([]operators.Summary, error) {
+	code, b, err := c.get(name, "/summary")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("summary: HTTP %d", code)
+	}
+	var s []operators.Summary
+	return s, json.Unmarshal(b, &s)
+}
+
+// SummaryFile is what `pe run --summary` writes.
+type SummaryFile struct {
+	PE    string              `json:"pe"`
+	Sinks []operators.Summary `json:"sinks"`
+}
+
+// ReadSummaryFile reads the summary a PE wrote on completion or exit.
+func (c *Cluster) ReadSummaryFile(name string) (*SummaryFile, error) {
+	b, err := os.ReadFile(filepath.Join(c.byName[name].Dir, "summary.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s SummaryFile
+	return &s, json.Unmarshal(b, &s)
+}
+
+// Metric scrapes a PE's /metrics and sums the samples of the metric name
+// whose labels contain every given "key=\"value\"" fragment.
+func (c *Cluster) Metric(pe, name string, labels ...string) (float64, error) {
+	code, b, err := c.get(pe, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("metrics: HTTP %d", code)
+	}
+	var sum float64
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
+}
+
+// WaitReady waits until every running PE is ready.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	for {
+		all := true
+		var why string
+		for _, p := range c.PEs {
+			if ok, w := c.Ready(p.Name); !ok {
+				all, why = false, p.Name+": "+w
+				break
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready: %s: %w", why, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Complete reports whether every sink PE has seen all its streams end.
+func (c *Cluster) Complete() bool {
+	for _, p := range c.PEs {
+		if !p.Sink {
+			continue
+		}
+		s, err := c.Summaries(p.Name)
+		if err != nil || len(s) == 0 {
+			return false
+		}
+		for _, x := range s {
+			if !x.Complete {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Status is a one-line progress report.
+func (c *Cluster) Status() string {
+	ready, tuples, gaps, dups := 0, uint64(0), uint64(0), uint64(0)
+	for _, p := range c.PEs {
+		if ok, _ := c.Ready(p.Name); ok {
+			ready++
+		}
+		if p.Sink {
+			if s, err := c.Summaries(p.Name); err == nil {
+				for _, x := range s {
+					tuples += x.Tuples
+					gaps += x.Gaps
+					dups += x.Duplicates
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("ready %d/%d PEs, sinks: %d tuples, %d gaps, %d duplicates", ready, len(c.PEs), tuples, gaps, dups)
+}
+
+// ErrStopped is returned by Run when a signal stopped the run.
+var ErrStopped = errors.New("stopped")
+
+// Run is `pe local`: start the application, print progress every second,
+// and stop it when ctx ends, duration passes (0 = no limit) or every sink
+// has completed; then print the sinks' summaries.
+func Run(ctx context.Context, cfg Config, duration time.Duration, out io.Writer) error {
+	c, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "local: job %s, %d PEs, files in %s\n", cfg.Job.Name, len(c.PEs), cfg.Dir)
+	for _, p := range c.PEs {
+		fmt.Fprintf(out, "  %s: inputs from 127.0.0.1:%d, http %s\n", p.Name, p.Endpoint.Base, p.Endpoint.Health)
+	}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	start := time.Now()
+	var end <-chan time.Time
+	if duration > 0 {
+		end = time.After(duration)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	reason := ""
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			reason = "interrupted"
+			break loop
+		case <-end:
+			reason = "duration reached"
+			break loop
+		case <-tick.C:
+			fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), c.Status())
+			if c.Complete() {
+				reason = "all sinks complete"
+				break loop
+			}
+		}
+	}
+	fmt.Fprintf(out, "local: stopping (%s)\n", reason)
+	stopErr := c.Stop(10 * time.Second)
+	for _, p := range c.PEs {
+		if !p.Sink {
+			continue
+		}
+		s, err := c.ReadSummaryFile(p.Name)
+		if err != nil {
+			fmt.Fprintf(out, "  %s: no summary: %v\n", p.Name, err)
+			continue
+		}
+		for _, x := range s.Sinks {
+			fmt.Fprintf(out, "  sink %s (%s): complete=%v tuples=%d gaps=%d duplicates=%d valueSum=%d latency p50=%.0fus p99=%.0fus\n",
+				x.Operator, p.Name, x.Complete, x.Tuples, x.Gaps, x.Duplicates, x.ValueSum, x.Latency.P50, x.Latency.P99)
+		}
+	}
+	return stopErr
+}
