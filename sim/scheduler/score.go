@@ -1,0 +1,252 @@
+package scheduler
+
+import (
+	"math"
+	"math/rand/v2"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Weights of the score plugins; the defaults are the default profile's.
+type Weights struct {
+	LeastAllocated      int64 `json:"leastAllocated"`
+	BalancedAllocation  int64 `json:"balancedAllocation"`
+	Spread              int64 `json:"spread"`
+	NodeAffinity        int64 `json:"nodeAffinity"`
+	TaintToleration     int64 `json:"taintToleration"`
+	InterPodPreferences int64 `json:"interPodPreferences"`
+}
+
+const maxNodeScore = 100
+
+// scorer computes per-node plugin scores for one pod over the feasible nodes.
+// Each plugin yields 0..100 per node (normalised over the feasible nodes
+// where the real plugin normalises), then the weighted sum decides.
+func scoreNodes(pod *corev1.Pod, feasible []*NodeInfo, all []*NodeInfo, w Weights) []int64 {
+	total := make([]int64, len(feasible))
+	add := func(weight int64, s []int64) {
+		for i := range s {
+			total[i] += weight * s[i]
+		}
+	}
+	req := podRequestsNonZero(pod)
+	la := make([]int64, len(feasible))
+	ba := make([]int64, len(feasible))
+	for i, n := range feasible {
+		la[i], ba[i] = allocationScores(req, n)
+	}
+	add(w.LeastAllocated, la)
+	add(w.BalancedAllocation, ba)
+	add(w.Spread, spreadScores(pod, feasible))
+	add(w.NodeAffinity, normalise(preferredNodeAffinity(pod, feasible), false))
+	add(w.TaintToleration, normalise(intolerablePreferNoSchedule(pod, feasible), true))
+	add(w.InterPodPreferences, preferredPodAffinity(pod, feasible, all))
+	return total
+}
+
+// allocationScores are NodeResourcesFit's LeastAllocated score and
+// NodeResourcesBalancedAllocation's score for cpu and memory, with the
+// pod's requests added to the node's.
+func allocationScores(req Resources, n *NodeInfo) (least, balanced int64) {
+	alloc := Allocatable(n.Node)
+	used := n.requestedNonZero().Add(req)
+	frac := func(u, a int64) float64 {
+		if a == 0 {
+			return 1
+		}
+		return math.Min(float64(u)/float64(a), 1)
+	}
+	least1 := func(u, a int64) int64 {
+		if a == 0 || u > a {
+			return 0
+		}
+		return (a - u) * maxNodeScore / a
+	}
+	least = (least1(used.MilliCPU, alloc.MilliCPU) + least1(used.Memory, alloc.Memory)) / 2
+	fc, fm := frac(used.MilliCPU, alloc.MilliCPU), frac(used.Memory, alloc.Memory)
+	std := math.Abs(fc-fm) / 2
+	balanced = int64((1 - std) * maxNodeScore)
+	return least, balanced
+}
+
+// spreadScores favour nodes with fewer pods of the same group: pods of the
+// same controller (owner UID) or, for pods without one, with the same labels,
+// in the same namespace. It stands in for the default topology spreading
+// over kubernetes.io/hostname (an approximation: the real plugin derives the
+// group from Services and workload selectors).
+func spreadScores(pod *corev1.Pod, feasible []*NodeInfo) []int64 {
+	counts := make([]int64, len(feasible))
+	var maxCount int64
+	for i, n := range feasible {
+		for _, p := range n.Pods {
+			if sameGroup(pod, p) {
+				counts[i]++
+			}
+		}
+		maxCount = max(maxCount, counts[i])
+	}
+	out := make([]int64, len(feasible))
+	for i := range out {
+		if maxCount == 0 {
+			out[i] = maxNodeScore
+		} else {
+			out[i] = maxNodeScore * (maxCount - counts[i]) / maxCount
+		}
+	}
+	return out
+}
+
+func sameGroup(a, b *corev1.Pod) bool {
+	if a.Namespace != b.Namespace || a.UID == b.UID && a.UID != "" {
+		return false
+	}
+	ca, cb := metav1.GetControllerOf(a), metav1.GetControllerOf(b)
+	if ca != nil || cb != nil {
+		return ca != nil && cb != nil && ca.UID == cb.UID
+	}
+	return len(a.Labels) > 0 && labels.Equals(a.Labels, b.Labels)
+}
+
+func preferredNodeAffinity(pod *corev1.Pod, feasible []*NodeInfo) []int64 {
+	out := make([]int64, len(feasible))
+	a := pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil {
+		return out
+	}
+	for i, n := range feasible {
+		for _, t := range a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			if matchNodeSelectorTerm(&t.Preference, n.Node) {
+				out[i] += int64(t.Weight)
+			}
+		}
+	}
+	return out
+}
+
+func intolerablePreferNoSchedule(pod *corev1.Pod, feasible []*NodeInfo) []int64 {
+	out := make([]int64, len(feasible))
+	for i, n := range feasible {
+		for j := range n.Node.Spec.Taints {
+			t := &n.Node.Spec.Taints[j]
+			if t.Effect == corev1.TaintEffectPreferNoSchedule && !tolerates(pod.Spec.Tolerations, t) {
+				out[i]++
+			}
+		}
+	}
+	return out
+}
+
+// preferredPodAffinity sums the weights of the pod's preferred (anti-)affinity
+// terms satisfied on each node's domain, normalised to 0..100.
+func preferredPodAffinity(pod *corev1.Pod, feasible, all []*NodeInfo) []int64 {
+	raw := make([]int64, len(feasible))
+	a := pod.Spec.Affinity
+	if a == nil || (a.PodAffinity == nil && a.PodAntiAffinity == nil) {
+		return raw
+	}
+	count := func(term *corev1.PodAffinityTerm, node *corev1.Node) int64 {
+		var c int64
+		for _, o := range all {
+			if !sameDomain(o.Node, node, term.TopologyKey) {
+				continue
+			}
+			for _, p := range o.Pods {
+				if termMatches(term, pod.Namespace, p) {
+					c++
+				}
+			}
+		}
+		return c
+	}
+	for i, n := range feasible {
+		if a.PodAffinity != nil {
+			for _, t := range a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+				raw[i] += int64(t.Weight) * count(&t.PodAffinityTerm, n.Node)
+			}
+		}
+		if a.PodAntiAffinity != nil {
+			for _, t := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+				raw[i] -= int64(t.Weight) * count(&t.PodAffinityTerm, n.Node)
+			}
+		}
+	}
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, v := range raw {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	out := make([]int64, len(raw))
+	if hi > lo {
+		for i, v := range raw {
+			out[i] = maxNodeScore * (v - lo) / (hi - lo)
+		}
+	}
+	return out
+}
+
+// normalise maps raw scores to 0..100 by the maximum; reverse makes fewer better.
+func normalise(raw []int64, reverse bool) []int64 {
+	var hi int64
+	for _, v := range raw {
+		hi = max(hi, v)
+	}
+	out := make([]int64, len(raw))
+	for i, v := range raw {
+		switch {
+		case hi == 0 && reverse:
+			out[i] = maxNodeScore
+		case hi == 0:
+			out[i] = 0
+		case reverse:
+			out[i] = maxNodeScore - maxNodeScore*v/hi
+		default:
+			out[i] = maxNodeScore * v / hi
+		}
+	}
+	return out
+}
+
+// Decision is the outcome of one scheduling cycle.
+type Decision struct {
+	// Node is the chosen node; empty when the pod fits nowhere.
+	Node string
+	// Statuses are the per-node reasons of nodes that were filtered out.
+	Statuses map[string]*Status
+	// Message is the Unschedulable message when Node is empty.
+	Message string
+}
+
+// Schedule runs one scheduling cycle for pod over the cluster: filter every
+// node, score the feasible ones and pick the best, breaking ties at random
+// as selectHost does (uniformly among the best, by reservoir sampling).
+func Schedule(pod *corev1.Pod, nodes []*NodeInfo, w Weights, rnd *rand.Rand) Decision {
+	d := Decision{Statuses: map[string]*Status{}}
+	var feasible []*NodeInfo
+	for _, n := range nodes {
+		if s := Filter(pod, n, nodes); s != nil {
+			d.Statuses[n.Node.Name] = s
+		} else {
+			feasible = append(feasible, n)
+		}
+	}
+	if len(feasible) == 0 {
+		d.Message = FitMessage(len(nodes), d.Statuses)
+		return d
+	}
+	scores := scoreNodes(pod, feasible, nodes, w)
+	best, seen := 0, 0
+	for i := range feasible {
+		switch {
+		case scores[i] > scores[best]:
+			best, seen = i, 1
+		case scores[i] == scores[best]:
+			seen++
+			if seen > 1 && rnd.IntN(seen) == 0 {
+				best = i
+			}
+		}
+	}
+	d.Node = feasible[best].Node.Name
+	return d
+}
