@@ -284,23 +284,24 @@ func (c *Cluster) Kill(name string) error {
 // Signal sends sig to a running PE.
 func (c *Cluster) Signal(name string, sig syscall.Signal) { c.byName[name].signal(sig) }
 
-// Stop SIGTERMs every PE, waits up to grace, then SIGKILLs what is left.
+// Stop SIGTERMs the PEs one by one in plan order (upstream first, so that
+// each can drain into a downstream that is still there), waits for each
+// within what is left of grace, then SIGKILLs what is left.
 func (c *Cluster) Stop(grace time.Duration) error {
-	var dones []chan struct{}
-	for _, p := range c.PEs {
-		if d := p.signal(syscall.SIGTERM); d != nil {
-			dones = append(dones, d)
-		}
-	}
-	deadline := time.After(grace)
+	deadline := time.Now().Add(grace)
 	var stuck []string
-	for i, d := range dones {
+	for _, p := range c.PEs {
+		d := p.signal(syscall.SIGTERM)
+		if d == nil {
+			continue
+		}
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-d:
-		case <-deadline:
-			deadline = time.After(0)
-			stuck = append(stuck, fmt.Sprint(i))
+		case <-t.C:
+			stuck = append(stuck, p.Name)
 		}
+		t.Stop()
 	}
 	for _, p := range c.PEs {
 		if d := p.signal(syscall.SIGKILL); d != nil {
@@ -308,7 +309,7 @@ func (c *Cluster) Stop(grace time.Duration) error {
 		}
 	}
 	if len(stuck) > 0 {
-		return fmt.Errorf("%d PE(s) did not stop within %s and were killed", len(stuck), grace)
+		return fmt.Errorf("PE(s) %v did not stop within %s and were killed", stuck, grace)
 	}
 	return nil
 }

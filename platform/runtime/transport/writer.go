@@ -62,6 +62,10 @@ type Writer struct {
 	// kill aborts Run (a drain that ran out of time).
 	kill     chan struct{}
 	killOnce sync.Once
+	// closing is closed by Close: a writer that is not connected then
+	// gives up instead of retrying.
+	closing   chan struct{}
+	closeOnce sync.Once
 	up       atomic.Bool
 	finalOut bool
 
@@ -90,7 +94,7 @@ func NewWriter(cfg WriterConfig) *Writer {
 		cfg.Metrics = metrics.New()
 	}
 	w := &Writer{cfg: cfg, free: make(chan *wire.BatchBuilder, cfg.Queue), queue: make(chan item, cfg.Queue+2),
-		stopped: make(chan struct{}), kill: make(chan struct{})}
+		stopped: make(chan struct{}), kill: make(chan struct{}), closing: make(chan struct{})}
 	for i := 0; i < cfg.Queue; i++ {
 		w.free <- wire.NewBatchBuilder(cfg.BatchBytes + cfg.BatchBytes/4)
 	}
@@ -153,10 +157,10 @@ func (w *Writer) Final() {
 // and waits for that until deadline; then it aborts.
 func (w *Writer) Close(deadline time.Time) {
 	w.Flush()
-	select {
-	case w.queue <- item{close: true}:
-	default:
-	}
+	w.closeOnce.Do(func() {
+		close(w.closing)
+		w.queue <- item{close: true}
+	})
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
@@ -215,6 +219,10 @@ func (w *Writer) Run(ctx context.Context) {
 					t.Stop()
 					return
 				case <-w.kill:
+					t.Stop()
+					return
+				case <-w.closing:
+					// Nobody to drain to: what is queued is lost.
 					t.Stop()
 					return
 				case <-t.C:
