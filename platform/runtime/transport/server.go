@@ -119,13 +119,15 @@ func (s *Server) Missing() []int32 {
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	for _, c := range s.conns {
-		c.Close()
-	}
 	s.mu.Unlock()
 	for _, l := range s.listeners {
 		l.Close()
 	}
+	s.mu.Lock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
@@ -160,6 +162,12 @@ func (s *Server) serve(c net.Conn, in Input) {
 		if !isClosed(err) {
 			s.wireError(c, in, -1, err)
 		}
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return
 	}
 	status := wire.StatusOK

@@ -66,8 +66,8 @@ type Writer struct {
 	// gives up instead of retrying.
 	closing   chan struct{}
 	closeOnce sync.Once
-	up       atomic.Bool
-	finalOut bool
+	up        atomic.Bool
+	finalOut  bool
 
 	tuplesOut, bytesOut, dropped, reconnects, fails prometheus.Counter
 	upGauge                                         prometheus.Gauge
