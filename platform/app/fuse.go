@@ -48,20 +48,26 @@ func Fuse(g *Graph) ([][]int, field.ErrorList) {
 	return groups, nil
 }
 
-// fuseTarget walks the topological order and cuts it into chunks of about
-// n/target operators, starting a new chunk early where placement forbids
-// two operators to share a PE. Placement can therefore yield more PEs than
-// the target, never fewer operators per PE than needed.
+// fuseTarget walks the topological order and cuts it into target chunks of
+// n/target operators (rounded down or up, so that exactly target PEs come
+// out), starting a new chunk early where placement forbids two operators to
+// share a PE. Placement can therefore yield more PEs than the target, never
+// fewer.
 func fuseTarget(g *Graph, target int) [][]int {
 	n := len(g.Order)
-	size := (n + target - 1) / target
 	var groups [][]int
 	var cur []int
-	for _, i := range g.Order {
-		if len(cur) > 0 && (len(cur) >= size || !compatible(g, cur, i)) {
+	chunk := 0
+	for k, i := range g.Order {
+		// Chunk of position k when n positions are spread evenly over target
+		// chunks; a plain ceil(n/target) size would leave too few chunks
+		// (5 operators, target 4: sizes 2,2,1).
+		c := k * target / n
+		if len(cur) > 0 && (c != chunk || !compatible(g, cur, i)) {
 			groups = append(groups, cur)
 			cur = nil
 		}
+		chunk = c
 		cur = append(cur, i)
 	}
 	if len(cur) > 0 {
@@ -154,22 +160,59 @@ func checkFusedPlacement(g *Graph, groups [][]int) field.ErrorList {
 			break
 		}
 	}
-	// Exlocated and colocated at once: a colocation group whose PEs share an exlocation tag.
-	coloc := map[string]map[string]string{} // colocate tag -> exlocate tag -> operator
-	for _, grp := range groups {
+	// Colocation puts PEs on one host, transitively: PEs sharing a colocate
+	// tag, directly or through other PEs, end up together. Two such PEs
+	// cannot also share an exlocate tag, whether the tags come from one
+	// operator or from different operators fused into each PE; their pods'
+	// affinity and anti-affinity could never both hold.
+	parent := make([]int, len(groups))
+	for i := range parent {
+		parent[i] = i
+	}
+	find := func(x int) int {
+		for parent[x] != x {
+			parent[x] = parent[parent[x]]
+			x = parent[x]
+		}
+		return x
+	}
+	firstPE := map[string]int{} // colocate tag -> first PE carrying it
+	for pe, grp := range groups {
 		for _, i := range grp {
-			op := g.Operator(i)
-			if op.Colocate == "" || op.Exlocate == "" {
+			tag := g.Operator(i).Colocate
+			if tag == "" {
 				continue
 			}
-			if coloc[op.Colocate] == nil {
-				coloc[op.Colocate] = map[string]string{}
-			}
-			if other, ok := coloc[op.Colocate][op.Exlocate]; ok {
-				errs = append(errs, field.Invalid(ops.Index(i).Child("exlocate"), op.Exlocate,
-					fmt.Sprintf("operator %q is in the same colocation group %q and must also be on another host", other, op.Colocate)))
+			if q, ok := firstPE[tag]; ok {
+				parent[find(pe)] = find(q)
 			} else {
-				coloc[op.Colocate][op.Exlocate] = op.Name
+				firstPE[tag] = pe
+			}
+		}
+	}
+	type hostTag struct {
+		host int // root PE of the colocated set
+		tag  string
+	}
+	type holder struct{ pe, op int }
+	exloc := map[hostTag]holder{}
+	for pe, grp := range groups {
+		host := find(pe)
+		for _, i := range grp {
+			op := g.Operator(i)
+			if op.Exlocate == "" {
+				continue
+			}
+			k := hostTag{host, op.Exlocate}
+			h, ok := exloc[k]
+			if !ok {
+				exloc[k] = holder{pe, i}
+				continue
+			}
+			if h.pe != pe && len(errs) <= 8 {
+				errs = append(errs, field.Invalid(ops.Index(i).Child("exlocate"), op.Exlocate,
+					fmt.Sprintf("PE %d (operator %q) must share a host with PE %d (operator %q) by colocation, and be on another host by the same exlocation group",
+						pe, op.Name, h.pe, g.Operator(h.op).Name)))
 			}
 		}
 	}

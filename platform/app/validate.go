@@ -2,7 +2,9 @@ package app
 
 import (
 	"fmt"
+	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
@@ -38,6 +40,13 @@ func Validate(jobName string, spec *v1alpha1.JobSpec) (*Graph, field.ErrorList) 
 	appPath := root.Child("application")
 	if len(jobName) > MaxJobNameLength {
 		errs = append(errs, field.TooLong(field.NewPath("metadata", "name"), jobName, MaxJobNameLength))
+	} else if msgs := validation.IsDNS1035Label(jobName); len(msgs) > 0 {
+		// The API server admits any DNS subdomain as a Job name ("1st",
+		// "a.b"), but the name prefixes the PEs' Services, which must be
+		// DNS-1035 labels; without this the Services are refused and the
+		// submission only times out.
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "name"), jobName,
+			"prefixes the names of the Job's Services: "+strings.Join(msgs, "; ")))
 	}
 	ops := spec.Application.Operators
 	if len(ops) == 0 {
@@ -161,11 +170,28 @@ func topoOrder(g *Graph) ([]int, string) {
 		}
 	}
 	if len(order) < len(ops) {
+		// Every operator left over has a predecessor that is left over too
+		// (its in-degree never reached 0), so walking predecessors must come
+		// back to an operator already visited: that one is on a cycle. The
+		// first left-over operator may only be downstream of one.
+		left := -1
 		for i := range ops {
 			if indeg[i] > 0 {
-				return nil, ops[i].Name
+				left = i
+				break
 			}
 		}
+		visited := map[int]bool{}
+		for !visited[left] {
+			visited[left] = true
+			for _, s := range g.In[left] {
+				if from := g.Index[streams[s].From.Operator]; indeg[from] > 0 {
+					left = from
+					break
+				}
+			}
+		}
+		return nil, ops[left].Name
 	}
 	return order, ""
 }
