@@ -1,0 +1,293 @@
+// Package network models the pod network for the simulator: the latency
+// and bandwidth of a path between two pods (fused in one PE, on one node,
+// across nodes), the time for a Service's endpoints to be programmed
+// (EndpointSlice controller, then kube-proxy's rate-limited rule sync) and
+// for its DNS name to resolve, and the cost of a connection through it.
+package network
+
+import (
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"sluice.dev/sluice/sim/apiserver"
+	"sluice.dev/sluice/sim/engine"
+)
+
+// Kind classifies a path between two PEs.
+type Kind int
+
+const (
+	// Unreachable: one end has no node (yet).
+	Unreachable Kind = iota
+	// Fused: both operators are in one PE process.
+	Fused
+	// SameNode: two pods on one node (veth through the node).
+	SameNode
+	// CrossNode: two pods on different nodes.
+	CrossNode
+)
+
+func (k Kind) String() string {
+	return [...]string{"unreachable", "fused", "same-node", "cross-node"}[k]
+}
+
+// Path is the network between two PEs.
+type Path struct {
+	Kind Kind
+	// Latency is the base one-way latency.
+	Latency time.Duration
+	// Bandwidth in bytes per second of one stream.
+	Bandwidth float64
+	jitter    float64
+}
+
+// Sample draws one one-way latency: the base plus an exponential tail.
+func (p Path) Sample(r *rand.Rand) time.Duration {
+	if p.jitter <= 0 || p.Latency <= 0 {
+		return p.Latency
+	}
+	return p.Latency + time.Duration(r.ExpFloat64()*p.jitter*float64(p.Latency))
+}
+
+// Mean is the mean one-way latency.
+func (p Path) Mean() time.Duration {
+	return p.Latency + time.Duration(p.jitter*float64(p.Latency))
+}
+
+// Transfer is the time to push n bytes through the path.
+func (p Path) Transfer(n int64) time.Duration {
+	if p.Bandwidth <= 0 {
+		return 0
+	}
+	return time.Duration(float64(n) / p.Bandwidth * float64(time.Second))
+}
+
+// PathOf returns the parameters of a kind of path.
+func (p Params) PathOf(k Kind) Path {
+	switch k {
+	case Fused:
+		return Path{Kind: k, Latency: p.FusedLatency.D(), Bandwidth: p.FusedBandwidth, jitter: p.JitterFraction}
+	case SameNode:
+		return Path{Kind: k, Latency: p.SameNodeLatency.D(), Bandwidth: p.SameNodeBandwidth, jitter: p.JitterFraction}
+	case CrossNode:
+		return Path{Kind: k, Latency: p.CrossNodeLatency.D(), Bandwidth: p.CrossNodeBandwidth, jitter: p.JitterFraction}
+	}
+	return Path{Kind: Unreachable}
+}
+
+type service struct {
+	svc *corev1.Service
+	// desired is what the EndpointSlice controller would publish now.
+	desired []types.NamespacedName
+	// slice is the published EndpointSlice content.
+	slice []types.NamespacedName
+	// programmed is what kube-proxy has in its rules.
+	programmed []types.NamespacedName
+	dnsAt      time.Duration
+}
+
+// Network is the cluster network model.
+type Network struct {
+	e   *engine.Engine
+	p   Params
+	pod map[types.NamespacedName]*corev1.Pod
+	svc map[types.NamespacedName]*service
+
+	lastSync time.Duration
+	synced   bool
+	sync     *engine.Timer
+
+	// OnProgrammed, if set, is called when a Service's programmed endpoints
+	// change (connections to it may now succeed or must fail).
+	OnProgrammed func(svc types.NamespacedName)
+}
+
+// New starts the network model, following pods and Services.
+func New(api *apiserver.Server, p Params) *Network {
+	n := &Network{e: api.Engine(), p: p, pod: map[types.NamespacedName]*corev1.Pod{}, svc: map[types.NamespacedName]*service{}}
+	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
+		pod := ev.Object.(*corev1.Pod)
+		k := client.ObjectKeyFromObject(pod)
+		if ev.Type == watch.Deleted {
+			delete(n.pod, k)
+		} else {
+			n.pod[k] = pod
+		}
+		for sk, s := range n.svc {
+			if sk.Namespace == pod.Namespace {
+				n.recompute(sk, s)
+			}
+		}
+	})
+	api.Watch(&corev1.Service{}, func(ev apiserver.WatchEvent) {
+		svc := ev.Object.(*corev1.Service)
+		k := client.ObjectKeyFromObject(svc)
+		if ev.Type == watch.Deleted {
+			if s := n.svc[k]; s != nil {
+				s.desired = nil
+				n.publish(k, s)
+			}
+			delete(n.svc, k)
+			return
+		}
+		s := n.svc[k]
+		if s == nil {
+			s = &service{dnsAt: n.e.Now() + p.DNSRecordDelay.D()}
+			n.svc[k] = s
+		}
+		s.svc = svc
+		n.recompute(k, s)
+	})
+	return n
+}
+
+// Params returns the model's parameters.
+func (n *Network) Params() Params { return n.p }
+
+// NodeOf is the node a pod is bound to, empty if none.
+func (n *Network) NodeOf(pod types.NamespacedName) string {
+	if p := n.pod[pod]; p != nil {
+		return p.Spec.NodeName
+	}
+	return ""
+}
+
+// Path is the path from one PE's pod to another's; the same pod means
+// operators fused in one PE.
+func (n *Network) Path(from, to types.NamespacedName) Path {
+	if from == to {
+		return n.p.PathOf(Fused)
+	}
+	a, b := n.NodeOf(from), n.NodeOf(to)
+	switch {
+	case a == "" || b == "":
+		return n.p.PathOf(Unreachable)
+	case a == b:
+		return n.p.PathOf(SameNode)
+	default:
+		return n.p.PathOf(CrossNode)
+	}
+}
+
+// Resolvable reports whether a Service's DNS name resolves now.
+func (n *Network) Resolvable(svc types.NamespacedName) bool {
+	s := n.svc[svc]
+	return s != nil && n.e.Now() >= s.dnsAt
+}
+
+// Backends are the pods a connection to the Service can reach now: the
+// endpoints kube-proxy has programmed.
+func (n *Network) Backends(svc types.NamespacedName) []types.NamespacedName {
+	if s := n.svc[svc]; s != nil {
+		return s.programmed
+	}
+	return nil
+}
+
+// ConnectTime is how long a client pod takes to open a TCP connection to a
+// backend: a DNS lookup and the handshake round trips.
+func (n *Network) ConnectTime(from, backend types.NamespacedName) time.Duration {
+	p := n.Path(from, backend)
+	return n.p.DNSLookup.D() + time.Duration(2*n.p.ConnectRoundTrips)*p.Latency
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// recompute is the EndpointSlice controller: the ready pods the selector
+// matches (or every pod with an IP when publishNotReadyAddresses is set).
+func (n *Network) recompute(k types.NamespacedName, s *service) {
+	var want []types.NamespacedName
+	if sel := s.svc.Spec.Selector; len(sel) > 0 {
+		ls := labels.SelectorFromSet(sel)
+		for pk, p := range n.pod {
+			if pk.Namespace != k.Namespace || !ls.Matches(labels.Set(p.Labels)) {
+				continue
+			}
+			if podReady(p) || (s.svc.Spec.PublishNotReadyAddresses && p.Status.PodIP != "" && p.DeletionTimestamp == nil &&
+				p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed) {
+				want = append(want, pk)
+			}
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].String() < want[j].String() })
+	if equal(want, s.desired) {
+		return
+	}
+	s.desired = want
+	n.e.After(n.p.EndpointSliceDelay.D(), func() { n.publish(k, s) })
+}
+
+// publish writes the EndpointSlice and asks kube-proxy for a sync.
+func (n *Network) publish(k types.NamespacedName, s *service) {
+	s.slice = append([]types.NamespacedName(nil), s.desired...)
+	n.requestSync()
+}
+
+// requestSync runs kube-proxy's bounded-frequency sync: at once if the last
+// sync is older than minSyncPeriod, else when it will be.
+func (n *Network) requestSync() {
+	if n.sync != nil && n.sync.Pending() {
+		return
+	}
+	at := n.e.Now()
+	if n.synced && n.lastSync+n.p.KubeProxyMinSyncPeriod.D() > at {
+		at = n.lastSync + n.p.KubeProxyMinSyncPeriod.D()
+	}
+	n.sync = n.e.At(at, func() {
+		n.lastSync, n.synced = n.e.Now(), true
+		type snap struct {
+			k   types.NamespacedName
+			s   *service
+			eps []types.NamespacedName
+		}
+		var snaps []snap
+		keys := make([]types.NamespacedName, 0, len(n.svc))
+		for k := range n.svc {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, k := range keys {
+			s := n.svc[k]
+			snaps = append(snaps, snap{k, s, s.slice})
+		}
+		n.e.After(n.p.KubeProxySyncDuration.D(), func() {
+			for _, sn := range snaps {
+				if !equal(sn.s.programmed, sn.eps) {
+					sn.s.programmed = sn.eps
+					if n.OnProgrammed != nil {
+						n.OnProgrammed(sn.k)
+					}
+				}
+			}
+		})
+	})
+}
+
+func equal(a, b []types.NamespacedName) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
