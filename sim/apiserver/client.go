@@ -93,6 +93,7 @@ type Client struct {
 	o       ClientOptions
 	limiter *TokenBucket
 	sess    *Session
+	reqs    uint64
 }
 
 var _ client.Client = (*Client)(nil)
@@ -132,12 +133,16 @@ func (c *Client) End() *Session {
 	return s
 }
 
+// Requests is the number of requests the client has made.
+func (c *Client) Requests() uint64 { return c.reqs }
+
 // Limiter is the client's token bucket (nil if unlimited).
 func (c *Client) Limiter() *TokenBucket { return c.limiter }
 
 // charge accounts one request and returns the virtual time at which its
 // effects become visible.
 func (c *Client) charge() time.Duration {
+	c.reqs++
 	now := c.s.e.Now()
 	if !c.o.Latency && c.limiter == nil {
 		return now
