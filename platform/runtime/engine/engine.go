@@ -122,6 +122,8 @@ type Engine struct {
 	wg        sync.WaitGroup // writers, ticker
 	srcWG     sync.WaitGroup
 	complete  bool
+	// now is the clock read once per batch, under mu.
+	now int64
 }
 
 // New builds the PE's operators and routes; Start runs them.
@@ -155,7 +157,8 @@ func New(opts Options) (*Engine, error) {
 		n := &node{e: e, name: op.Name, kind: op.Kind, in: e.m.OperatorIn.WithLabelValues(op.Name),
 			out: e.m.OperatorOut.WithLabelValues(op.Name), outs: make([][]dest, app.OutputPorts(op))}
 		names[operators.OriginID(op.Name)] = op.Name
-		o, err := operators.New(op, operators.Env{PE: pe.Name, Out: n, Epoch: opts.Epoch, Names: names})
+		o, err := operators.New(op, operators.Env{PE: pe.Name, Out: n, Epoch: opts.Epoch, Names: names,
+			Now: func() int64 { return e.now }})
 		if err != nil {
 			return nil, err
 		}
@@ -163,6 +166,7 @@ func New(opts Options) (*Engine, error) {
 		switch x := o.(type) {
 		case *operators.Sink:
 			x.Observer = e.m.SinkObserver(op.Name)
+			e.m.RegisterSinkLatency(op.Name, x.LatencyCumulative)
 			e.sinks = append(e.sinks, x)
 		case *operators.Aggregate:
 			e.aggs[op.Name] = x
@@ -247,6 +251,7 @@ func (e *Engine) Deliver(port int32, ts []wire.Tuple) {
 		return
 	}
 	e.mu.Lock()
+	e.now = time.Now().UnixNano()
 	r.node.in.Add(float64(len(ts)))
 	for i := range ts {
 		r.node.op.Process(r.port, &ts[i])
@@ -262,6 +267,7 @@ func (e *Engine) Final(port int32, stream int32) {
 		return
 	}
 	e.mu.Lock()
+	e.now = time.Now().UnixNano()
 	e.streamEnded(r.node)
 	e.flush()
 	e.mu.Unlock()
@@ -340,6 +346,7 @@ func (e *Engine) runSource(ctx context.Context, n *node) {
 	e.log.Info("source starting", "operator", n.name)
 	do := func(f func()) {
 		e.mu.Lock()
+		e.now = time.Now().UnixNano()
 		f()
 		e.flush()
 		e.mu.Unlock()
@@ -365,6 +372,7 @@ func (e *Engine) tick() {
 		case now := <-t.C:
 			if len(e.tickers) > 0 {
 				e.mu.Lock()
+				e.now = time.Now().UnixNano()
 				for _, x := range e.tickers {
 					x.Tick(now.UnixNano())
 				}

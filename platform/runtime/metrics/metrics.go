@@ -32,7 +32,6 @@ type Metrics struct {
 	// WireErrors counts connections closed for malformed input, by reason.
 	WireErrors *prometheus.CounterVec
 
-	SinkLatency    *prometheus.HistogramVec
 	SinkGaps       *prometheus.CounterVec
 	SinkDuplicates *prometheus.CounterVec
 	AggregateLate  *prometheus.GaugeVec
@@ -50,29 +49,26 @@ func New() *Metrics {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, labels)
 	}
 	m := &Metrics{
-		Registry:      prometheus.NewRegistry(),
-		TuplesIn:      cv("tuples_in_total", "Tuples received on a PE input port.", "port"),
-		BytesIn:       cv("bytes_in_total", "Frame bytes received on a PE input port.", "port"),
-		TuplesOut:     cv("tuples_out_total", "Tuples written to a cross-PE stream.", "stream"),
-		BytesOut:      cv("bytes_out_total", "Frame bytes written to a cross-PE stream.", "stream"),
-		TuplesDropped: cv("tuples_dropped_total", "Tuples lost in a failed write to a cross-PE stream.", "stream"),
-		OperatorIn:    cv("operator_tuples_in_total", "Tuples processed by an operator.", "operator"),
-		OperatorOut:   cv("operator_tuples_out_total", "Tuples emitted by an operator.", "operator"),
-		QueueDepth:    gv("queue_depth_batches", "Batches queued for a cross-PE stream.", "stream"),
-		ConnectionUp:  gv("connection_up", "1 while the connection of a cross-PE stream is established.", "direction", "stream"),
-		Reconnects:    cv("reconnects_total", "Connections of a cross-PE stream re-established after a loss.", "direction", "stream"),
-		ConnectFails:  cv("connect_failures_total", "Failed attempts to connect a cross-PE stream.", "stream"),
-		WireErrors:    cv("wire_errors_total", "Connections closed because of malformed or hostile input.", "reason"),
-		SinkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "sink_latency_seconds",
-			Help:    "End-to-end latency from the origin's emission to the sink.",
-			Buckets: prometheus.ExponentialBuckets(5e-6, 2, 22)}, []string{"operator"}),
+		Registry:       prometheus.NewRegistry(),
+		TuplesIn:       cv("tuples_in_total", "Tuples received on a PE input port.", "port"),
+		BytesIn:        cv("bytes_in_total", "Frame bytes received on a PE input port.", "port"),
+		TuplesOut:      cv("tuples_out_total", "Tuples written to a cross-PE stream.", "stream"),
+		BytesOut:       cv("bytes_out_total", "Frame bytes written to a cross-PE stream.", "stream"),
+		TuplesDropped:  cv("tuples_dropped_total", "Tuples lost in a failed write to a cross-PE stream.", "stream"),
+		OperatorIn:     cv("operator_tuples_in_total", "Tuples processed by an operator.", "operator"),
+		OperatorOut:    cv("operator_tuples_out_total", "Tuples emitted by an operator.", "operator"),
+		QueueDepth:     gv("queue_depth_batches", "Batches queued for a cross-PE stream.", "stream"),
+		ConnectionUp:   gv("connection_up", "1 while the connection of a cross-PE stream is established.", "direction", "stream"),
+		Reconnects:     cv("reconnects_total", "Connections of a cross-PE stream re-established after a loss.", "direction", "stream"),
+		ConnectFails:   cv("connect_failures_total", "Failed attempts to connect a cross-PE stream.", "stream"),
+		WireErrors:     cv("wire_errors_total", "Connections closed because of malformed or hostile input.", "reason"),
 		SinkGaps:       cv("sink_gaps_total", "Sequence numbers a sink found missing.", "operator"),
 		SinkDuplicates: cv("sink_duplicates_total", "Duplicate or out-of-order tuples at a sink.", "operator"),
 		AggregateLate:  gv("aggregate_late_tuples", "Tuples that arrived after their window closed.", "operator"),
 		Ready:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "ready", Help: "1 when every connection of the PE is established."}),
 	}
 	m.Registry.MustRegister(m.TuplesIn, m.BytesIn, m.TuplesOut, m.BytesOut, m.TuplesDropped, m.OperatorIn, m.OperatorOut,
-		m.QueueDepth, m.ConnectionUp, m.Reconnects, m.ConnectFails, m.WireErrors, m.SinkLatency, m.SinkGaps,
+		m.QueueDepth, m.ConnectionUp, m.Reconnects, m.ConnectFails, m.WireErrors, m.SinkGaps,
 		m.SinkDuplicates, m.AggregateLate, m.Ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -81,16 +77,53 @@ func New() *Metrics {
 // SinkObserver adapts the sink metrics of one operator to
 // operators.SinkObserver.
 type SinkObserver struct {
-	Lat  prometheus.Observer
 	Gap  prometheus.Counter
 	Dups prometheus.Counter
 }
 
 func (m *Metrics) SinkObserver(op string) *SinkObserver {
-	return &SinkObserver{Lat: m.SinkLatency.WithLabelValues(op), Gap: m.SinkGaps.WithLabelValues(op),
+	return &SinkObserver{Gap: m.SinkGaps.WithLabelValues(op),
 		Dups: m.SinkDuplicates.WithLabelValues(op)}
 }
 
-func (o *SinkObserver) Latency(s float64) { o.Lat.Observe(s) }
-func (o *SinkObserver) Gaps(n uint64)     { o.Gap.Add(float64(n)) }
-func (o *SinkObserver) Duplicate()        { o.Dups.Inc() }
+func (o *SinkObserver) Gaps(n uint64) { o.Gap.Add(float64(n)) }
+func (o *SinkObserver) Duplicate()    { o.Dups.Inc() }
+
+// LatencyBounds are the upper bounds of the sink latency histogram: 5us
+// doubling to about 10s.
+var LatencyBounds = prometheus.ExponentialBuckets(5e-6, 2, 22)
+
+// LatencySource gives cumulative counts at bounds (nanoseconds), the count
+// and the sum in nanoseconds.
+type LatencySource func(bounds []int64) ([]uint64, uint64, int64)
+
+var latencyDesc = prometheus.NewDesc("sluice_pe_sink_latency_seconds",
+	"End-to-end latency from the origin's emission to the sink.", []string{"operator"}, nil)
+
+// latencyCollector exports a sink's own histogram, so the hot path records
+// a latency once, without a Prometheus observation per tuple.
+type latencyCollector struct {
+	op  string
+	src LatencySource
+	ns  []int64
+}
+
+func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- latencyDesc }
+
+func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, n, sum := c.src(c.ns)
+	b := make(map[float64]uint64, len(counts))
+	for i, v := range counts {
+		b[LatencyBounds[i]] = v
+	}
+	ch <- prometheus.MustNewConstHistogram(latencyDesc, n, float64(sum)/1e9, b, c.op)
+}
+
+// RegisterSinkLatency exports the latency histogram of sink op.
+func (m *Metrics) RegisterSinkLatency(op string, src LatencySource) {
+	ns := make([]int64, len(LatencyBounds))
+	for i, s := range LatencyBounds {
+		ns[i] = int64(s * 1e9)
+	}
+	m.Registry.MustRegister(&latencyCollector{op: op, src: src, ns: ns})
+}

@@ -55,6 +55,9 @@ type Env struct {
 	Epoch uint32
 	// Names maps origin IDs to operator names (for summaries).
 	Names map[uint32]string
+	// Now is the current time in Unix nanoseconds; the engine reads the
+	// clock once per batch. Nil means time.Now.
+	Now func() int64
 }
 
 // OriginID is the stable 32-bit ID of an operator that numbers tuples.

@@ -15,9 +15,9 @@ type Sink struct {
 	name  string
 	pe    string
 	names map[uint32]string
-	// Observer, when set, is told every latency (for a Prometheus
-	// histogram) and every gap or duplicate.
+	// Observer, when set, is told every gap or duplicate.
 	Observer SinkObserver
+	now      func() int64
 
 	mu       sync.Mutex
 	tracker  *Tracker
@@ -31,17 +31,20 @@ type Sink struct {
 
 // SinkObserver receives a sink's events for metrics.
 type SinkObserver interface {
-	Latency(seconds float64)
 	Gaps(n uint64)
 	Duplicate()
 }
 
 func NewSink(name string, env Env) *Sink {
-	return &Sink{name: name, pe: env.PE, names: env.Names, tracker: NewTracker(false)}
+	now := env.Now
+	if now == nil {
+		now = func() int64 { return time.Now().UnixNano() }
+	}
+	return &Sink{name: name, pe: env.PE, names: env.Names, tracker: NewTracker(false), now: now}
 }
 
 func (s *Sink) Process(_ int, t *wire.Tuple) {
-	now := time.Now().UnixNano()
+	now := s.now()
 	lat := now - t.Time
 	s.mu.Lock()
 	dups := s.tracker.lastDups()
@@ -56,7 +59,6 @@ func (s *Sink) Process(_ int, t *wire.Tuple) {
 	s.lat.Record(lat)
 	s.mu.Unlock()
 	if o := s.Observer; o != nil {
-		o.Latency(float64(lat) / 1e9)
 		if missing > 0 {
 			o.Gaps(missing)
 		}
@@ -150,6 +152,7 @@ func (s *Sink) ResetLatency() {
 type LatencyHist struct {
 	counts [60 * 32]uint64
 	n      uint64
+	sum    int64
 	max    int64
 }
 
@@ -177,6 +180,7 @@ func (h *LatencyHist) Record(v int64) {
 	}
 	h.counts[histIndex(uint64(v))]++
 	h.n++
+	h.sum += v
 	if v > h.max {
 		h.max = v
 	}
@@ -204,4 +208,35 @@ func (h *LatencyHist) Quantile(q float64) float64 {
 func (h *LatencyHist) Summary() LatencySummary {
 	return LatencySummary{Count: h.n, P50: h.Quantile(0.5) / 1e3, P90: h.Quantile(0.9) / 1e3,
 		P99: h.Quantile(0.99) / 1e3, P999: h.Quantile(0.999) / 1e3, Max: float64(h.max) / 1e3}
+}
+
+// Cumulative returns, for each upper bound in nanoseconds (ascending), how
+// many values are known to be at or below it (buckets that straddle a
+// bound count above it), with the total count and sum.
+func (h *LatencyHist) Cumulative(bounds []int64) (counts []uint64, n uint64, sum int64) {
+	counts = make([]uint64, len(bounds))
+	var seen uint64
+	b := 0
+	for i, c := range h.counts {
+		hi := histLow(i+1) - 1
+		for b < len(bounds) && int64(hi) > bounds[b] {
+			counts[b] = seen
+			b++
+		}
+		if b == len(bounds) {
+			break
+		}
+		seen += c
+	}
+	for ; b < len(bounds); b++ {
+		counts[b] = seen
+	}
+	return counts, h.n, h.sum
+}
+
+// LatencyCumulative is Cumulative of the sink's latency, taken under its lock.
+func (s *Sink) LatencyCumulative(bounds []int64) ([]uint64, uint64, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lat.Cumulative(bounds)
 }

@@ -69,6 +69,15 @@ type Writer struct {
 	up        atomic.Bool
 	finalOut  bool
 
+	// Flush writes a batch itself, skipping the hop to Run's goroutine,
+	// when nothing is queued or being written (inflight == 0) and the
+	// connection is up: that is the low-latency path at low rates. wmu
+	// orders those writes with Run's.
+	wmu      sync.Mutex
+	conn     atomic.Pointer[net.Conn]
+	broken   atomic.Bool
+	inflight atomic.Int32
+
 	tuplesOut, bytesOut, dropped, reconnects, fails prometheus.Counter
 	upGauge                                         prometheus.Gauge
 }
@@ -139,8 +148,38 @@ func (w *Writer) Flush() {
 	if w.cur == nil || w.cur.Count() == 0 {
 		return
 	}
-	w.queue <- item{bb: w.cur} // never blocks: the queue holds every buffer
+	if w.inflight.Load() == 0 && w.wmu.TryLock() {
+		if c := w.conn.Load(); c != nil && !w.broken.Load() {
+			w.write(*c, w.cur.Frame(), w.cur.Count())
+			w.wmu.Unlock()
+			w.cur.Reset()
+			return
+		}
+		w.wmu.Unlock()
+	}
+	w.enqueue(item{bb: w.cur})
 	w.cur = nil
+}
+
+func (w *Writer) enqueue(it item) {
+	w.inflight.Add(1)
+	w.queue <- it // never blocks: the queue holds every buffer and the markers
+}
+
+// write writes one frame with wmu held; on failure the tuples are lost
+// (at most once) and the connection is marked broken for Run to replace.
+func (w *Writer) write(c net.Conn, b []byte, tuples int) bool {
+	if _, err := c.Write(b); err != nil {
+		w.dropped.Add(float64(tuples))
+		if !w.broken.Swap(true) {
+			w.cfg.Log.Warn("write failed; reconnecting", "stream", w.cfg.Stream, "err", err, "droppedTuples", tuples)
+		}
+		c.Close()
+		return false
+	}
+	w.tuplesOut.Add(float64(tuples))
+	w.bytesOut.Add(float64(len(b)))
+	return true
 }
 
 // Final flushes and then ends the stream.
@@ -150,7 +189,7 @@ func (w *Writer) Final() {
 	}
 	w.finalOut = true
 	w.Flush()
-	w.queue <- item{final: true}
+	w.enqueue(item{final: true})
 }
 
 // Close flushes, lets Run write what is queued and close the connection,
@@ -159,7 +198,7 @@ func (w *Writer) Close(deadline time.Time) {
 	w.Flush()
 	w.closeOnce.Do(func() {
 		close(w.closing)
-		w.queue <- item{close: true}
+		w.enqueue(item{close: true})
 	})
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
@@ -198,6 +237,9 @@ func (w *Writer) Run(ctx context.Context) {
 		depth     = w.cfg.Metrics.QueueDepth.WithLabelValues(strconv.Itoa(int(w.cfg.Stream)))
 		finalBuf  = wire.AppendFinal(nil)
 		closeConn = func() {
+			// Not under wmu: closing is what unblocks a write stuck on a
+			// peer that stopped reading.
+			w.conn.Store(nil)
 			if conn != nil {
 				conn.Close()
 				conn = nil
@@ -231,6 +273,8 @@ func (w *Writer) Run(ctx context.Context) {
 				continue
 			}
 			conn, backoff = c, w.cfg.MinBackoff
+			w.broken.Store(false)
+			w.conn.Store(&c)
 			if everUp {
 				w.reconnects.Inc()
 				w.cfg.Log.Info("reconnected", "stream", w.cfg.Stream, "peer", c.RemoteAddr().String())
@@ -282,24 +326,34 @@ func (w *Writer) Run(ctx context.Context) {
 			}
 		}
 		depth.Set(float64(len(w.queue)))
-		var tuples, size int
+		var tuples int
 		for _, it := range items {
 			if it.bb != nil {
 				tuples += it.bb.Count()
-				size += it.bb.Len()
 			}
 		}
 		if len(bufs) > 0 {
-			wb := bufs // WriteTo consumes the slice header
-			if _, err := wb.WriteTo(conn); err != nil {
-				// At most once: what was in this write is gone.
+			w.wmu.Lock()
+			if w.broken.Load() {
 				w.dropped.Add(float64(tuples))
-				w.cfg.Log.Warn("write failed; reconnecting", "stream", w.cfg.Stream, "err", err, "droppedTuples", tuples)
 				closeConn()
 			} else {
-				w.tuplesOut.Add(float64(tuples))
-				w.bytesOut.Add(float64(size))
+				size := 0
+				for _, b := range bufs {
+					size += len(b)
+				}
+				wb := bufs // WriteTo consumes the slice header
+				if _, err := wb.WriteTo(conn); err != nil {
+					// At most once: what was in this write is gone.
+					w.dropped.Add(float64(tuples))
+					w.cfg.Log.Warn("write failed; reconnecting", "stream", w.cfg.Stream, "err", err, "droppedTuples", tuples)
+					closeConn()
+				} else {
+					w.tuplesOut.Add(float64(tuples))
+					w.bytesOut.Add(float64(size))
+				}
 			}
+			w.wmu.Unlock()
 		}
 		for _, it := range items {
 			if it.bb != nil {
@@ -307,6 +361,7 @@ func (w *Writer) Run(ctx context.Context) {
 				w.free <- it.bb
 			}
 		}
+		w.inflight.Add(-int32(len(items)))
 		if closing {
 			return
 		}
