@@ -234,9 +234,28 @@ func (n *Network) recompute(k types.NamespacedName, s *service) {
 	n.e.After(n.p.EndpointSliceDelay.D(), func() { n.publish(k, s) })
 }
 
-// publish writes the EndpointSlice and asks kube-proxy for a sync.
+// publish writes the EndpointSlice. A ClusterIP Service then waits for
+// kube-proxy's rules; a headless Service (the PEs') is served by CoreDNS
+// from the slices, and clients holding a cached answer (kubernetes plugin
+// TTL) see a replaced endpoint only when their cache entry expires.
 func (n *Network) publish(k types.NamespacedName, s *service) {
 	s.slice = append([]types.NamespacedName(nil), s.desired...)
+	if s.svc != nil && s.svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		d := n.p.DNSRecordDelay.D()
+		if len(s.programmed) > 0 && n.p.DNSCacheTTL.D() > 0 {
+			d += time.Duration(n.e.Rand().Float64() * float64(n.p.DNSCacheTTL.D()))
+		}
+		eps := s.slice
+		n.e.After(d, func() {
+			if !equal(s.programmed, eps) {
+				s.programmed = eps
+				if n.OnProgrammed != nil {
+					n.OnProgrammed(k)
+				}
+			}
+		})
+		return
+	}
 	n.requestSync()
 }
 
@@ -265,6 +284,9 @@ func (n *Network) requestSync() {
 		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 		for _, k := range keys {
 			s := n.svc[k]
+			if s.svc != nil && s.svc.Spec.ClusterIP == corev1.ClusterIPNone {
+				continue
+			}
 			snaps = append(snaps, snap{k, s, s.slice})
 		}
 		n.e.After(n.p.KubeProxySyncDuration.D(), func() {

@@ -138,3 +138,35 @@ func TestEndpointProgramming(t *testing.T) {
 		t.Fatalf("second sync at %v, first at %v: min sync period not kept", programmed[3], firstSync)
 	}
 }
+
+func TestHeadlessServiceViaDNS(t *testing.T) {
+	e, c, n := setup(t)
+	p := DefaultParams()
+	wd := apiserver.DefaultParams().WatchDelay
+	var programmed []time.Duration
+	n.OnProgrammed = func(types.NamespacedName) { programmed = append(programmed, e.Now()) }
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "pe-0", Namespace: "ns"},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, PublishNotReadyAddresses: true, Selector: map[string]string{"pe": "0"}}}
+	if err := c.Create(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	mkPod(t, c, "pod0", "n1", map[string]string{"pe": "0"})
+	e.RunUntil(time.Second)
+	t0 := e.Now()
+	setReady(t, c, "pod0", false) // an IP is enough with publishNotReadyAddresses
+	e.RunUntil(t0 + 10*time.Second)
+	want := t0 + wd + p.EndpointSliceDelay.D() + p.DNSRecordDelay.D()
+	if len(programmed) != 1 || programmed[0] != want {
+		t.Fatalf("headless programmed at %v, want %v (no kube-proxy)", programmed, want)
+	}
+	// The pod goes away: clients may hold the old answer for up to the TTL.
+	t1 := e.Now()
+	var pod corev1.Pod
+	_ = c.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "pod0"}, &pod)
+	_ = c.Delete(context.Background(), &pod)
+	e.RunUntil(t1 + 10*time.Second)
+	base := t1 + wd + p.EndpointSliceDelay.D() + p.DNSRecordDelay.D()
+	if len(programmed) != 2 || programmed[1] < base || programmed[1] > base+p.DNSCacheTTL.D() {
+		t.Fatalf("removal seen at %v, want within [%v, %v]", programmed, base, base+p.DNSCacheTTL.D())
+	}
+}

@@ -23,6 +23,7 @@ type Params struct {
 	KubeProxySyncDuration  paramfile.Duration `json:"kubeProxySyncDuration"`
 	DNSRecordDelay         paramfile.Duration `json:"dnsRecordDelay"`
 	DNSLookup              paramfile.Duration `json:"dnsLookup"`
+	DNSCacheTTL            paramfile.Duration `json:"dnsCacheTTL"`
 	ConnectRoundTrips      int                `json:"connectRoundTrips"`
 }
 

@@ -6,8 +6,10 @@
 //	  value: 50s
 //	  source: "kubernetes: kube-controller-manager --node-monitor-grace-period default in 1.32"
 //
-// A source starts with "kubernetes:", "kind:" (measured on a kind cluster)
-// or "guess:". Load refuses a file with a value without a valid source.
+// A source starts with "kubernetes:" (a Kubernetes default), "kind:"
+// (measured on a kind cluster), "sluice:" (a default of Sluice's own code,
+// such as the PE runtime) or "guess:". Load refuses a file with a value
+// without a valid source.
 package paramfile
 
 import (
@@ -27,7 +29,7 @@ type Entry struct {
 }
 
 // Origins a source may start with.
-var Origins = []string{"kubernetes:", "kind:", "guess:"}
+var Origins = []string{"kubernetes:", "kind:", "sluice:", "guess:"}
 
 // Parse reads a parameter file into its entries, checking every source.
 func Parse(data []byte) (map[string]Entry, error) {
