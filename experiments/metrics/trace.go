@@ -282,9 +282,11 @@ func (tr *Trace) sinkTotal(t time.Time) float64 {
 }
 
 // throughput is the tuples received by all sinks in the window per second.
+// Without any sink sample (no data-plane measurement at all) there is no
+// value, which is not the same as sinks that counted nothing.
 func (tr *Trace) throughput() (float64, bool) {
 	start, end, ok := tr.window()
-	if !ok {
+	if !ok || !slices.ContainsFunc(tr.Samples, func(s Sample) bool { return s.Name == SinkTuples }) {
 		return 0, false
 	}
 	return (tr.sinkTotal(end) - tr.sinkTotal(start)) / end.Sub(start).Seconds(), true

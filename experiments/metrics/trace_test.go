@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -117,6 +118,11 @@ func TestDataPlane(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Error(diff)
+	}
+	noSinks := *tr
+	noSinks.Samples = slices.DeleteFunc(slices.Clone(tr.Samples), func(s Sample) bool { return s.Name == SinkTuples })
+	if rows, _ := noSinks.Compute([]string{Throughput}); len(rows) != 0 {
+		t.Errorf("throughput without sink samples: %v", rows)
 	}
 	tr.Actions = nil
 	if rows, _ := tr.Compute([]string{Throughput}); len(rows) != 0 {
