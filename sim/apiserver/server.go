@@ -343,15 +343,23 @@ func (s *Server) commit(ks *kindStore, typ watch.EventType, obj client.Object, v
 }
 
 func (s *Server) pruneWatchers(ks *kindStore) {
-	if len(ks.watchers) > 0 && ks.watchers[0].stopped {
-		live := ks.watchers[:0]
-		for _, w := range ks.watchers {
-			if !w.stopped {
-				live = append(live, w)
+	ks.watchers = dropStopped(ks.watchers)
+	s.all = dropStopped(s.all)
+}
+
+func dropStopped(ws []*Watcher) []*Watcher {
+	for i, w := range ws {
+		if w.stopped {
+			live := append([]*Watcher(nil), ws[:i]...)
+			for _, w := range ws[i+1:] {
+				if !w.stopped {
+					live = append(live, w)
+				}
 			}
+			return live
 		}
-		ks.watchers = live
 	}
+	return ws
 }
 
 // copyInto sets *dst = *src for two pointers to the same struct type.

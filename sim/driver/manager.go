@@ -209,7 +209,7 @@ func (m *Manager) Stop() {
 	m.running = false
 	m.gen++
 	for _, c := range m.ctrls {
-		c.q.shutDown()
+		c.q.ShutDown()
 	}
 	m.ctrls = nil
 	m.cache.stop()

@@ -9,36 +9,44 @@ import (
 	"sluice.dev/sluice/sim/engine"
 )
 
-// queue is client-go's workqueue in virtual time: a FIFO with a dirty set
+// Queue is client-go's workqueue in virtual time: a FIFO with a dirty set
 // (an item queued twice is queued once), a processing set (an item being
 // reconciled is not handed out again until Done; if it was re-added meanwhile
 // it is queued at Done), a delaying part (AddAfter keeps the earliest ready
 // time per item) and the default controller rate limiter.
-type queue struct {
+type Queue[T comparable] struct {
 	e          *engine.Engine
-	items      []reconcile.Request
+	items      []T
 	head       int
-	dirty      map[reconcile.Request]bool
-	processing map[reconcile.Request]bool
-	waiting    map[reconcile.Request]*engine.Timer
-	failures   map[reconcile.Request]int
+	dirty      map[T]bool
+	processing map[T]bool
+	waiting    map[T]*engine.Timer
+	failures   map[T]int
 	bucket     *apiserver.TokenBucket
 	base, max  time.Duration
 	onAdd      func()
 }
 
+type queue = Queue[reconcile.Request]
+
 func newQueue(e *engine.Engine, p Params, onAdd func()) *queue {
-	return &queue{
-		e: e, dirty: map[reconcile.Request]bool{}, processing: map[reconcile.Request]bool{},
-		waiting: map[reconcile.Request]*engine.Timer{}, failures: map[reconcile.Request]int{},
+	return NewQueue[reconcile.Request](e, p, onAdd)
+}
+
+// NewQueue returns an empty queue with p's retry parameters; onAdd is called
+// whenever an item becomes ready (to wake an idle worker).
+func NewQueue[T comparable](e *engine.Engine, p Params, onAdd func()) *Queue[T] {
+	return &Queue[T]{
+		e: e, dirty: map[T]bool{}, processing: map[T]bool{},
+		waiting: map[T]*engine.Timer{}, failures: map[T]int{},
 		bucket: apiserver.NewTokenBucket(p.RetryQPS, p.RetryBurst), base: p.RetryBaseDelay, max: p.RetryMaxDelay,
 		onAdd: onAdd,
 	}
 }
 
-func (q *queue) Len() int { return len(q.items) - q.head }
+func (q *Queue[T]) Len() int { return len(q.items) - q.head }
 
-func (q *queue) Add(r reconcile.Request) {
+func (q *Queue[T]) Add(r T) {
 	if q.dirty[r] {
 		return
 	}
@@ -51,15 +59,16 @@ func (q *queue) Add(r reconcile.Request) {
 }
 
 // Get pops the next item; ok is false when the queue is empty.
-func (q *queue) Get() (r reconcile.Request, ok bool) {
+func (q *Queue[T]) Get() (r T, ok bool) {
 	if q.Len() == 0 {
 		return r, false
 	}
 	r = q.items[q.head]
-	q.items[q.head] = reconcile.Request{}
+	var zero T
+	q.items[q.head] = zero
 	q.head++
 	if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items = append([]reconcile.Request(nil), q.items[q.head:]...)
+		q.items = append([]T(nil), q.items[q.head:]...)
 		q.head = 0
 	}
 	q.processing[r] = true
@@ -67,7 +76,7 @@ func (q *queue) Get() (r reconcile.Request, ok bool) {
 	return r, true
 }
 
-func (q *queue) Done(r reconcile.Request) {
+func (q *Queue[T]) Done(r T) {
 	delete(q.processing, r)
 	if q.dirty[r] {
 		q.items = append(q.items, r)
@@ -75,7 +84,7 @@ func (q *queue) Done(r reconcile.Request) {
 	}
 }
 
-func (q *queue) AddAfter(r reconcile.Request, d time.Duration) {
+func (q *Queue[T]) AddAfter(r T, d time.Duration) {
 	if d <= 0 {
 		q.Add(r)
 		return
@@ -95,7 +104,7 @@ func (q *queue) AddAfter(r reconcile.Request, d time.Duration) {
 
 // When is the default controller rate limiter: the larger of the per-item
 // exponential back-off and the overall token bucket's wait.
-func (q *queue) When(r reconcile.Request) time.Duration {
+func (q *Queue[T]) When(r T) time.Duration {
 	n := q.failures[r]
 	q.failures[r] = n + 1
 	d := q.max
@@ -110,16 +119,16 @@ func (q *queue) When(r reconcile.Request) time.Duration {
 	return d
 }
 
-func (q *queue) AddRateLimited(r reconcile.Request) { q.AddAfter(r, q.When(r)) }
+func (q *Queue[T]) AddRateLimited(r T) { q.AddAfter(r, q.When(r)) }
 
-func (q *queue) Forget(r reconcile.Request) { delete(q.failures, r) }
+func (q *Queue[T]) Forget(r T) { delete(q.failures, r) }
 
-// shutDown drops everything, as a crashed process loses its queues.
-func (q *queue) shutDown() {
+// ShutDown drops everything, as a crashed process loses its queues.
+func (q *Queue[T]) ShutDown() {
 	for _, t := range q.waiting {
 		t.Stop()
 	}
 	q.onAdd = func() {}
 	q.items, q.head = nil, 0
-	q.dirty, q.processing, q.waiting = map[reconcile.Request]bool{}, map[reconcile.Request]bool{}, map[reconcile.Request]*engine.Timer{}
+	q.dirty, q.processing, q.waiting = map[T]bool{}, map[T]bool{}, map[T]*engine.Timer{}
 }
