@@ -190,7 +190,7 @@ func TestPodHostPools(t *testing.T) {
 		{name: "exclusive pool tolerates its taint",
 			pools: []*v1alpha1.HostPool{pool("gold", true, map[string]string{"tier": "gold"})},
 			exprs: []corev1.NodeSelectorRequirement{req("tier", "gold")},
-			tols: []corev1.Toleration{{Key: "streams.sluice.dev/pool", Operator: corev1.TolerationOpEqual, Value: "gold", Effect: corev1.TaintEffectNoSchedule}}},
+			tols:  []corev1.Toleration{{Key: "streams.sluice.dev/pool", Operator: corev1.TolerationOpEqual, Value: "gold", Effect: corev1.TaintEffectNoSchedule}}},
 		{name: "exclusive pool without selector still tolerates",
 			pools: []*v1alpha1.HostPool{pool("gold", true, nil), pool("silver", false, nil)},
 			tols:  []corev1.Toleration{{Key: "streams.sluice.dev/pool", Operator: corev1.TolerationOpEqual, Value: "gold", Effect: corev1.TaintEffectNoSchedule}}},
