@@ -124,6 +124,9 @@ type Engine struct {
 	complete  bool
 	// now is the clock read once per batch, under mu.
 	now int64
+	// ended holds the cross-PE streams whose end has been seen: an
+	// upstream that reconnects and ends again is counted once.
+	ended map[int32]bool
 }
 
 // New builds the PE's operators and routes; Start runs them.
@@ -144,7 +147,8 @@ func New(opts Options) (*Engine, error) {
 	if opts.TickEvery <= 0 {
 		opts.TickEvery = 50 * time.Millisecond
 	}
-	e := &Engine{opts: opts, log: opts.Log, m: opts.Metrics, inputs: map[int32]route{}, aggs: map[string]*operators.Aggregate{}}
+	e := &Engine{opts: opts, log: opts.Log, m: opts.Metrics, inputs: map[int32]route{}, aggs: map[string]*operators.Aggregate{},
+		ended: map[int32]bool{}}
 	names := map[uint32]string{}
 	if opts.Ports != nil {
 		for name := range opts.Ports.Operators {
@@ -267,10 +271,14 @@ func (e *Engine) Final(port int32, stream int32) {
 		return
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ended[stream] {
+		return
+	}
+	e.ended[stream] = true
 	e.now = time.Now().UnixNano()
 	e.streamEnded(r.node)
 	e.flush()
-	e.mu.Unlock()
 }
 
 // streamEnded counts one ended input stream of n and, when it was the

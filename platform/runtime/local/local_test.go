@@ -9,8 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 )
@@ -202,4 +205,39 @@ func TestKillMiddlePE(t *testing.T) {
 		t.Fatalf("sink summary after a killed middle PE: %+v", x)
 	}
 	fmt.Printf("kill test: sink saw %d tuples, %d source tuples reported lost\n", x.Tuples, x.UpstreamLost)
+}
+
+// `pe local` as a user runs it: it starts the PEs, prints progress, stops
+// when the sinks complete and prints their summaries.
+func TestPELocalCommand(t *testing.T) {
+	bin := buildPE(t)
+	job := pipeline(t, func(ops []v1alpha1.Operator) {
+		ops[0].Params.Count, ops[0].Params.Rate = i64(5000), i64(10000)
+	})
+	dir := t.TempDir()
+	b, err := yaml.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobFile := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(jobFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "local", "--job", jobFile, "--dir", filepath.Join(dir, "run"),
+		"--base-port", strconv.Itoa(freeBase(t, 8)), "--duration", "25s")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pe local: %v\n%s", err, out)
+	}
+	for _, want := range []string{"4 PEs", "ready 4/4 PEs", "stopping (all sinks complete)",
+		"complete=true", "gaps=0 duplicates=0 valueSum=5000"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"ports.json", "resolve.json", "pipeline-pe-0/pe.json", "pipeline-pe-3/summary.json"} {
+		if _, err := os.Stat(filepath.Join(dir, "run", f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
 }
