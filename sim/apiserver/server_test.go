@@ -120,9 +120,17 @@ func TestGenerationAndStatusSubresource(t *testing.T) {
 	c := s.Client("test")
 	j := job("a")
 	j.Spec.Retry = 1
-	j.Status.Phase = "ShouldBeKept" // status on create is stored as given for CRDs
+	j.Status.Phase = "Dropped" // status on create is reset for kinds with a status subresource
 	if err := c.Create(ctx, j); err != nil {
 		t.Fatal(err)
+	}
+	if j.Status.Phase != "" {
+		t.Fatalf("status kept on create: %q", j.Status.Phase)
+	}
+	// A write that changes nothing keeps the resourceVersion.
+	rv := j.ResourceVersion
+	if err := c.Update(ctx, j); err != nil || j.ResourceVersion != rv {
+		t.Fatalf("no-op update: err=%v rv %s -> %s", err, rv, j.ResourceVersion)
 	}
 
 	// Metadata change: no generation bump.
@@ -302,6 +310,13 @@ func TestPodBindingAndGracefulDeletion(t *testing.T) {
 	if err := c.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+	if pod.Status.Phase != corev1.PodPending || pod.Status.QOSClass != corev1.PodQOSBestEffort {
+		t.Fatalf("pod status on create: %+v", pod.Status)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Phase: corev1.NodeRunning}}
+	if err := c.Create(ctx, node); err != nil || node.Status.Phase != corev1.NodeRunning {
+		t.Fatalf("node status not kept on create: %v %+v", err, node.Status)
+	}
 	if *pod.Spec.TerminationGracePeriodSeconds != 30 || pod.Generation != 0 {
 		t.Fatalf("pod defaults: grace=%d generation=%d", *pod.Spec.TerminationGracePeriodSeconds, pod.Generation)
 	}
@@ -426,11 +441,17 @@ func TestWatchOrderAndDelay(t *testing.T) {
 	if j.Labels != nil {
 		t.Fatal("a watcher's mutation reached the store")
 	}
-	// Deletion is seen with the final state.
+	// A no-op update is no event.
 	got = nil
+	direct.Update(ctx, &j)
+	e.RunUntil(e.Now() + time.Second)
+	if len(got) != 0 {
+		t.Fatalf("no-op update produced events %v", got)
+	}
+	// Deletion is seen with the final state.
 	direct.Delete(ctx, &j)
-	e.RunUntil(2 * time.Second)
-	if len(got) != 1 || got[0].typ != "DELETED" || got[0].at != time.Second+3*time.Millisecond {
+	e.RunUntil(3 * time.Second)
+	if len(got) != 1 || got[0].typ != "DELETED" || got[0].at != 2*time.Second+3*time.Millisecond {
 		t.Fatalf("delete event %v", got)
 	}
 }

@@ -2,12 +2,14 @@ package apiserver
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -161,6 +163,7 @@ func (s *Server) create(ks *kindStore, in client.Object, visibleAt time.Duration
 	} else {
 		obj.SetGeneration(0)
 	}
+	prepareForCreate(ks, obj)
 	if pod, ok := obj.(*corev1.Pod); ok && pod.Spec.TerminationGracePeriodSeconds == nil {
 		g := int64(s.p.DefaultPodGracePeriod / time.Second)
 		pod.Spec.TerminationGracePeriodSeconds = &g
@@ -237,6 +240,14 @@ func (s *Server) update(ks *kindStore, in client.Object, status bool, visibleAt 
 	}
 	if pod, ok := obj.(*corev1.Pod); ok && !status && pod.Spec.NodeName != old.(*corev1.Pod).Spec.NodeName {
 		return nil, s.invalid(ks, in.GetName(), "spec.nodeName is immutable; bind through the binding subresource")
+	}
+	// A write that changes nothing is not a write: etcd is not touched, the
+	// resourceVersion stays and no watch event is sent (GuaranteedUpdate
+	// short-circuits on identical bytes). Without this, reconcilers that
+	// write unconditionally would loop forever on their own events.
+	obj.SetResourceVersion(old.GetResourceVersion())
+	if equality.Semantic.DeepEqual(obj, old) {
+		return old, nil
 	}
 	s.rev++
 	obj.SetResourceVersion(rvString(s.rev))
@@ -396,3 +407,49 @@ func (s *Server) delete(ks *kindStore, namespace, name string, opts *client.Dele
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+// prepareForCreate does what the kinds' create strategies do with status:
+// status set by the creator is dropped for kinds with a status subresource
+// (CRDs, Services, PVCs), except Nodes, which may be created with status;
+// a Pod starts Pending with its QoS class; a Namespace starts Active.
+func prepareForCreate(ks *kindStore, obj client.Object) {
+	switch o := obj.(type) {
+	case *corev1.Node:
+		return
+	case *corev1.Pod:
+		o.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOS(o)}
+		return
+	case *corev1.Namespace:
+		o.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
+		return
+	}
+	if ks.statusIdx != nil {
+		v := reflect.ValueOf(obj).Elem().FieldByIndex(ks.statusIdx)
+		v.Set(reflect.Zero(v.Type()))
+	}
+}
+
+// podQOS is the pod's QoS class (v1 qos.GetPodQOS, for cpu and memory).
+func podQOS(pod *corev1.Pod) corev1.PodQOSClass {
+	any, guaranteed := false, true
+	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req, hasReq := c.Resources.Requests[r]
+			lim, hasLim := c.Resources.Limits[r]
+			if (hasReq && !req.IsZero()) || (hasLim && !lim.IsZero()) {
+				any = true
+			}
+			if !hasLim || lim.IsZero() || (hasReq && req.Cmp(lim) != 0) {
+				guaranteed = false
+			}
+		}
+	}
+	switch {
+	case !any:
+		return corev1.PodQOSBestEffort
+	case guaranteed:
+		return corev1.PodQOSGuaranteed
+	default:
+		return corev1.PodQOSBurstable
+	}
+}
