@@ -449,6 +449,7 @@ func (d *DataPlane) startSources(x *pe) {
 			count = *op.Params.Count
 		}
 		epoch := x.epoch
+		step := d.sourcePeriod(rate)
 		var wait, tick func()
 		tick = func() {
 			if x.epoch != epoch || !x.running {
@@ -456,7 +457,7 @@ func (d *DataPlane) startSources(x *pe) {
 			}
 			d.sourceStep(x, name, prof, rate, count)
 			if rate > 0 {
-				d.e.After(d.p.SourceTick.D(), tick)
+				d.e.After(step, tick)
 			}
 		}
 		wait = func() {
@@ -473,6 +474,16 @@ func (d *DataPlane) startSources(x *pe) {
 	}
 }
 
+// sourcePeriod is how often a rate-limited source emits in the model: once
+// per tuple period as the runtime does, but no more often than SourceTick
+// (faster sources emit rate*SourceTick tuples per step, stamped together).
+func (d *DataPlane) sourcePeriod(rate int64) time.Duration {
+	if rate <= 0 {
+		return 0
+	}
+	return max(time.Second/time.Duration(rate), d.p.SourceTick.D())
+}
+
 // sourceStep makes the source's next batch. A rate-limited source emits
 // rate*tick tuples per tick; a source that cannot keep up falls behind
 // (at most two batches wait, the rest is not generated). An unlimited
@@ -487,14 +498,14 @@ func (d *DataPlane) sourceStep(x *pe, name string, prof *profile, rate, count in
 	var n float64
 	emit := d.e.Now()
 	if rate > 0 {
-		x.srcAcc[name] += float64(rate) * d.p.SourceTick.D().Seconds()
+		x.srcAcc[name] += float64(rate) * d.sourcePeriod(rate).Seconds()
 		if pendingSrc >= 2 {
 			x.srcAcc[name] = 0
 			return
 		}
+		// Tuples are stamped when emitted, as the runtime's source does.
 		n = x.srcAcc[name]
 		x.srcAcc[name] = 0
-		emit -= d.p.SourceTick.D() / 2
 	} else {
 		if pendingSrc > 0 {
 			return
