@@ -14,6 +14,9 @@ import (
 // the 63 characters of a DNS label.
 const MaxJobNameLength = 40
 
+// maxPorts bounds the ports of a split or union, as the CRD schema does.
+const maxPorts = 1024
+
 // Graph is a validated application with its operators indexed.
 type Graph struct {
 	Spec *v1alpha1.JobSpec
@@ -72,6 +75,16 @@ func Validate(jobName string, spec *v1alpha1.JobSpec) (*Graph, field.ErrorList) 
 		g.Index[op.Name] = i
 		if !KnownKind(op.Kind) {
 			errs = append(errs, field.NotSupported(p.Child("kind"), op.Kind, []string{"source", "map", "filter", "aggregate", "split", "union", "sink"}))
+		}
+		// The CRD schema bounds these, but Jobs read from files (local mode,
+		// experiment definitions) or stored by the simulated API server
+		// reach Validate unchecked; a huge arity would make the port checks
+		// below loop for as long.
+		if op.Params != nil && op.Kind == v1alpha1.KindSplit && op.Params.Outputs != nil && (*op.Params.Outputs < 1 || *op.Params.Outputs > maxPorts) {
+			errs = append(errs, field.Invalid(p.Child("params", "outputs"), *op.Params.Outputs, fmt.Sprintf("a split has 1 to %d output ports", maxPorts)))
+		}
+		if op.Params != nil && op.Kind == v1alpha1.KindUnion && op.Params.Inputs != nil && (*op.Params.Inputs < 1 || *op.Params.Inputs > maxPorts) {
+			errs = append(errs, field.Invalid(p.Child("params", "inputs"), *op.Params.Inputs, fmt.Sprintf("a union has 1 to %d input ports", maxPorts)))
 		}
 		if op.HostPool != "" && !pools[op.HostPool] {
 			errs = append(errs, field.NotFound(p.Child("hostPool"), op.HostPool))

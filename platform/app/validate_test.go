@@ -182,6 +182,30 @@ func TestValidate(t *testing.T) {
 			s.Application.Streams = append(s.Application.Streams, st("src", 0, "join", 3))
 			return s
 		}, want: []wantErr{{streams + "[6].to.port", field.ErrorTypeInvalid, "has 3 input port(s)"}}},
+		{name: "split with no output ports", spec: func() *v1alpha1.JobSpec {
+			s := diamond()
+			s.Application.Operators[1] = split("fork", 0)
+			return s
+		}, want: []wantErr{{ops + "[1].params.outputs", field.ErrorTypeInvalid, "1 to 1024 output ports"}}},
+		{name: "union with too many input ports", spec: func() *v1alpha1.JobSpec {
+			// Rejected before the per-port checks, which would otherwise
+			// walk a billion ports.
+			s := diamond()
+			s.Application.Operators[4] = union("join", 1<<30)
+			return s
+		}, want: []wantErr{{ops + "[4].params.inputs", field.ErrorTypeInvalid, "1 to 1024 input ports"}}},
+		{name: "union with negative input ports", spec: func() *v1alpha1.JobSpec {
+			s := diamond()
+			s.Application.Operators[4] = union("join", -1)
+			return s
+		}, want: []wantErr{{ops + "[4].params.inputs", field.ErrorTypeInvalid, ""}}},
+		{name: "union of 1024 inputs", spec: func() *v1alpha1.JobSpec {
+			s := spec([]v1alpha1.Operator{op("src", "source"), union("u", 1024), op("k", "sink")}, st("u", 0, "k", 0))
+			for i := int32(0); i < 1024; i++ {
+				s.Application.Streams = append(s.Application.Streams, st("src", 0, "u", i))
+			}
+			return s
+		}},
 		{name: "unconnected split output", spec: func() *v1alpha1.JobSpec {
 			s := diamond()
 			s.Application.Streams[2] = st("fork", 0, "right", 0) // port 1 now feeds nothing
