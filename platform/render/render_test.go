@@ -291,6 +291,11 @@ func TestPodColocationExlocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The first pod of a colocation group can only be scheduled if it
+	// matches its own affinity term.
+	if !sel.Matches(labels.Set(pod.Labels)) {
+		t.Errorf("pod does not match its own colocation selector %v", sel)
+	}
 	if !sel.Matches(labels.Set(peerPod.Labels)) || sel.Matches(labels.Set(otherPod.Labels)) {
 		t.Errorf("colocation selector %v: peer %v, other job %v", sel, sel.Matches(labels.Set(peerPod.Labels)), sel.Matches(labels.Set(otherPod.Labels)))
 	}
