@@ -10,10 +10,13 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sluice.dev/sluice/sim/apiserver"
@@ -30,17 +33,71 @@ type informer struct {
 	rev      uint64
 	// syncedAt is when the initial list request completed.
 	syncedAt time.Duration
+	sel      selector
+}
+
+// selector restricts what an informer holds, as cache.Options.ByObject (or
+// the cache defaults) restrict a controller-runtime informer's list/watch.
+type selector struct {
+	label      labels.Selector
+	field      fields.Selector
+	namespaces map[string]bool // nil = all
+}
+
+func (s selector) matches(o client.Object) bool {
+	if s.namespaces != nil && !s.namespaces[o.GetNamespace()] {
+		return false
+	}
+	if s.label != nil && !s.label.Matches(labels.Set(o.GetLabels())) {
+		return false
+	}
+	if s.field != nil && !s.field.Empty() {
+		ok, err := apiserver.MatchFields(o, s.field)
+		return err == nil && ok
+	}
+	return true
+}
+
+func selectorFor(opts crcache.Options, proto client.Object, namespaced bool) selector {
+	s := selector{label: opts.DefaultLabelSelector, field: opts.DefaultFieldSelector}
+	nss := opts.DefaultNamespaces
+	t := objType(proto)
+	for o, by := range opts.ByObject {
+		if objType(o) != t {
+			continue
+		}
+		if by.Label != nil {
+			s.label = by.Label
+		}
+		if by.Field != nil {
+			s.field = by.Field
+		}
+		if by.Namespaces != nil {
+			nss = by.Namespaces
+		}
+	}
+	if namespaced && len(nss) > 0 {
+		s.namespaces = map[string]bool{}
+		for ns := range nss {
+			s.namespaces[ns] = true
+		}
+		if s.namespaces[metav1.NamespaceAll] {
+			s.namespaces = nil
+		}
+	}
+	return s
 }
 
 // cache holds the manager's informers, keyed by Go type.
 type cache struct {
 	srv       *apiserver.Server
 	c         *apiserver.Client // the manager's connection (its rate limiter)
+	opts      crcache.Options
 	informers map[reflect.Type]*informer
 }
 
-func newCache(srv *apiserver.Server, c *apiserver.Client) *cache {
-	return &cache{srv: srv, c: c, informers: map[reflect.Type]*informer{}}
+func newCache(srv *apiserver.Server, c *apiserver.Client, opts crcache.Options) *cache {
+	return &cache{srv: srv, c: c, opts: opts, informers: map[reflect.Type]*informer{}}
 }
 
 func objType(o runtime.Object) reflect.Type {
@@ -86,20 +143,33 @@ func (c *cache) informerFor(obj runtime.Object) (*informer, error) {
 	if err != nil {
 		return nil, err
 	}
-	inf := &informer{gvk: gvk, gr: gr, objs: make(map[types.NamespacedName]client.Object, len(objs)), rev: rev}
+	inf := &informer{gvk: gvk, gr: gr, objs: make(map[types.NamespacedName]client.Object, len(objs)), rev: rev,
+		sel: selectorFor(c.opts, proto.(client.Object), c.srv.Namespaced(gvk))}
 	inf.syncedAt = c.c.Charge()
 	for _, o := range objs {
-		inf.objs[client.ObjectKeyFromObject(o)] = o
+		if inf.sel.matches(o) {
+			inf.objs[client.ObjectKeyFromObject(o)] = o
+		}
 	}
 	inf.watch = c.srv.Watch(proto.(client.Object), func(ev apiserver.WatchEvent) {
 		k := client.ObjectKeyFromObject(ev.Object)
-		old := inf.objs[k]
-		if ev.Type == apiserver.Deleted {
+		old, had := inf.objs[k]
+		inf.rev = ev.ResourceVersion
+		// A selective watch sees an object that stops matching as deleted
+		// and one that starts matching as added.
+		switch {
+		case ev.Type == apiserver.Deleted || !inf.sel.matches(ev.Object):
+			if !had {
+				return
+			}
 			delete(inf.objs, k)
-		} else {
+			ev.Type = apiserver.Deleted
+		case !had:
+			inf.objs[k] = ev.Object
+			ev.Type = apiserver.Added
+		default:
 			inf.objs[k] = ev.Object
 		}
-		inf.rev = ev.ResourceVersion
 		for _, h := range inf.handlers {
 			h(ev, old)
 		}

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -60,6 +61,14 @@ type Options struct {
 	Burst int
 	// PEImage is passed to reconcilers through Deps.
 	PEImage string
+	// Cache restricts what the cache holds, as the real manager's cache
+	// options do (ByObject and default label/field selectors, namespaces;
+	// transforms are ignored). Pass the operator's own options unchanged.
+	Cache crcache.Options
+	// LeaderElection makes a (re)started manager wait for the lease, as a
+	// manager with leader election does: after a crash (Stop) the lease is
+	// held until it expires; after StopGracefully it is released.
+	LeaderElection bool
 }
 
 // Record describes one finished reconcile, for traces.
@@ -104,6 +113,9 @@ type Manager struct {
 	cores   []time.Duration
 	// SyncedAt is when the cache of the current process finished its lists.
 	syncedAt time.Duration
+	// leaderAt is when the current process became leader; leaseExpiry is
+	// until when a crashed predecessor's lease blocks a new leader.
+	leaderAt, leaseExpiry time.Duration
 
 	// OnReconcile, if set, is called after every reconcile completes.
 	OnReconcile func(Record)
@@ -132,7 +144,7 @@ func New(srv *apiserver.Server, o Options) *Manager {
 // newProcess gives the manager a fresh connection and an empty cache.
 func (m *Manager) newProcess() {
 	m.conn = m.srv.NewClient(apiserver.ClientOptions{User: m.o.Name, Latency: true, Limited: true, QPS: m.o.QPS, Burst: m.o.Burst})
-	m.cache = newCache(m.srv, m.conn)
+	m.cache = newCache(m.srv, m.conn, m.o.Cache)
 	m.cores = make([]time.Duration, m.p.Cores)
 }
 
@@ -192,6 +204,21 @@ func (m *Manager) Start() {
 	m.running = true
 	m.gen++
 	m.syncedAt = m.e.Now()
+	m.leaderAt = m.e.Now()
+	if m.o.LeaderElection {
+		// Candidates try at once and then every RetryPeriod; acquiring is a
+		// GET and an UPDATE of the Lease on the manager's connection.
+		try := m.e.Now()
+		if wait := m.leaseExpiry - try; wait > 0 && m.p.RetryPeriod > 0 {
+			n := (wait + m.p.RetryPeriod - 1) / m.p.RetryPeriod
+			try += n * m.p.RetryPeriod
+		}
+		sess := m.conn.Begin()
+		m.conn.Charge()
+		m.conn.Charge()
+		m.conn.End()
+		m.leaderAt = try + sess.Elapsed
+	}
 	ctrls := append([]wiring.Controller(nil), m.static...)
 	if m.build != nil {
 		ctrls = append(ctrls, m.build(m.Deps())...)
@@ -202,10 +229,36 @@ func (m *Manager) Start() {
 }
 
 // Stop crashes the manager: queues, in-flight work and the cache are lost.
+// With leader election, its lease stays held until it expires
+// (LeaseDuration after its last renewal, renewals every RetryPeriod).
 func (m *Manager) Stop() {
 	if !m.running {
 		return
 	}
+	if m.o.LeaderElection && m.e.Now() >= m.leaderAt {
+		last := m.leaderAt
+		if m.p.RetryPeriod > 0 {
+			last += (m.e.Now() - m.leaderAt) / m.p.RetryPeriod * m.p.RetryPeriod
+		}
+		m.leaseExpiry = last + m.p.LeaseDuration
+	}
+	m.stop()
+}
+
+// StopGracefully stops the manager as on SIGTERM with the lease released
+// (LeaderElectionReleaseOnCancel): a successor need not wait for it.
+func (m *Manager) StopGracefully() {
+	if !m.running {
+		return
+	}
+	m.leaseExpiry = 0
+	m.stop()
+}
+
+// LeaderAt is when the current process became (or will become) leader.
+func (m *Manager) LeaderAt() time.Duration { return m.leaderAt }
+
+func (m *Manager) stop() {
 	m.running = false
 	m.gen++
 	for _, c := range m.ctrls {
@@ -287,7 +340,7 @@ func (m *Manager) startController(w wiring.Controller) {
 	}
 	m.syncedAt = max(m.syncedAt, syncAt)
 	gen := m.gen
-	m.e.At(syncAt, func() {
+	m.e.At(max(syncAt, m.leaderAt), func() {
 		if c.gen != gen || m.gen != gen {
 			return
 		}

@@ -20,6 +20,8 @@ type Params struct {
 	RetryMaxDelay      time.Duration `yaml:"retryMaxDelay"`
 	RetryQPS           float64       `yaml:"retryQPS"`
 	RetryBurst         int           `yaml:"retryBurst"`
+	LeaseDuration      time.Duration `yaml:"leaseDuration"`
+	RetryPeriod        time.Duration `yaml:"retryPeriod"`
 }
 
 // DefaultParams returns the embedded defaults.
