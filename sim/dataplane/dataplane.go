@@ -794,3 +794,44 @@ func (d *DataPlane) Connected(namespace, peName string) bool {
 	x := d.pes[peKey(namespace, peName)]
 	return x != nil && x.running && d.connected(x)
 }
+
+// RemovePE forgets a PE whose configuration was deleted (its job is gone):
+// its flows stop and its streams are dropped.
+func (d *DataPlane) RemovePE(namespace, name string) {
+	k := peKey(namespace, name)
+	x := d.pes[k]
+	if x == nil {
+		return
+	}
+	if x.running {
+		delete(d.byPod, x.pod)
+		d.stop(x)
+	}
+	x.epoch++
+	delete(d.pes, k)
+	delete(x.job.pes, name)
+	for op, y := range x.job.opPE {
+		if y == x {
+			delete(x.job.opPE, op)
+		}
+	}
+	for sk, s := range d.streams {
+		if s.from != x && s.to != x {
+			continue
+		}
+		s.epoch++
+		delete(d.streams, sk)
+		s.from.outs = without(s.from.outs, s)
+		s.to.ins = without(s.to.ins, s)
+	}
+}
+
+func without(ss []*stream, s *stream) []*stream {
+	out := ss[:0]
+	for _, x := range ss {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	return out
+}

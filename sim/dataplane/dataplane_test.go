@@ -278,3 +278,19 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestRemovePE(t *testing.T) {
+	f := newFake(5, map[string]float64{"n1": 2})
+	pes := job("j", 1000, 0, [3]int{0, 0, 1})
+	f.run(pes[0], "n1", 500)
+	f.run(pes[1], "n1", 500)
+	f.e.RunUntil(time.Second)
+	f.d.RemovePE("ns", pes[1].Name)
+	f.e.RunUntil(2 * time.Second)
+	if got := f.d.Delivered(time.Second+10*time.Millisecond, 2*time.Second); got != 0 {
+		t.Fatalf("%v delivered after the sink PE was removed", got)
+	}
+	if f.d.Connected("ns", pes[0].Name) {
+		t.Fatal("upstream still connected to a removed PE")
+	}
+}
