@@ -141,7 +141,10 @@ func (c *Client) Limiter() *TokenBucket { return c.limiter }
 
 // charge accounts one request and returns the virtual time at which its
 // effects become visible.
-func (c *Client) charge() time.Duration {
+func (c *Client) charge() time.Duration { return c.chargeExtra(0) }
+
+// chargeExtra is charge with additional latency (a large response).
+func (c *Client) chargeExtra(extra time.Duration) time.Duration {
 	c.reqs++
 	now := c.s.e.Now()
 	if !c.o.Latency && c.limiter == nil {
@@ -154,7 +157,7 @@ func (c *Client) charge() time.Duration {
 	wait := c.limiter.Reserve(now + sess.Elapsed)
 	var lat time.Duration
 	if c.o.Latency {
-		lat = c.s.latency()
+		lat = c.s.latency() + extra
 	}
 	sess.Elapsed += wait + lat
 	sess.QPSWait += wait
@@ -197,8 +200,8 @@ func (c *Client) List(ctx context.Context, list client.ObjectList, opts ...clien
 		return err
 	}
 	lo := (&client.ListOptions{}).ApplyOptions(opts)
-	c.charge()
 	objs, err := c.s.list(ks, lo)
+	c.chargeExtra(time.Duration(len(objs)) * c.s.p.ListLatencyPerObject)
 	if err != nil {
 		return err
 	}
@@ -396,10 +399,15 @@ func (sc *subClient) Patch(ctx context.Context, obj client.Object, patch client.
 	return sc.c.patch(obj, patch, true)
 }
 
-// Charge accounts one request that is not a store operation (for example an
-// informer's initial list made by a cache on this client's connection) and
-// returns when it completes.
+// Charge accounts one request that is not a store operation and returns
+// when it completes.
 func (c *Client) Charge() time.Duration { return c.charge() }
+
+// ChargeList accounts one LIST returning n objects (for example an
+// informer's initial list made on this client's connection).
+func (c *Client) ChargeList(n int) time.Duration {
+	return c.chargeExtra(time.Duration(n) * c.s.p.ListLatencyPerObject)
+}
 
 // Session is the open session, nil outside one.
 func (c *Client) Session() *Session { return c.sess }

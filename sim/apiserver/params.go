@@ -18,6 +18,8 @@ type Params struct {
 	// RequestLatencyJitter is the relative half-width of the uniform jitter
 	// on RequestLatency (0 = none).
 	RequestLatencyJitter float64 `yaml:"requestLatencyJitter"`
+	// ListLatencyPerObject is added to a LIST's latency per returned object.
+	ListLatencyPerObject time.Duration `yaml:"listLatencyPerObject"`
 	// WatchDelay is the time from a write's commit to its watch delivery.
 	WatchDelay time.Duration `yaml:"watchDelay"`
 	// ClientQPS and ClientBurst are the token-bucket limits of clients made

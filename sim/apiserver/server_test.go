@@ -38,6 +38,7 @@ func testParams() Params {
 	p.RequestLatency = 10 * time.Millisecond
 	p.RequestLatencyJitter = 0
 	p.WatchDelay = 3 * time.Millisecond
+	p.ListLatencyPerObject = 0
 	p.ClientQPS = 20
 	p.ClientBurst = 30
 	return p
@@ -524,4 +525,25 @@ func BenchmarkStoreCreateGetUpdate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(3*float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+func TestListLatencyGrowsWithObjects(t *testing.T) {
+	_, s := newServer(t)
+	s.p.ListLatencyPerObject = 100 * time.Microsecond
+	direct := s.Client("kubectl")
+	for i := 0; i < 200; i++ {
+		direct.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprint("cm", i)}})
+	}
+	c := s.NewClient(ClientOptions{User: "m", Latency: true})
+	c.Begin()
+	var l corev1.ConfigMapList
+	c.List(ctx, &l, client.InNamespace("ns"))
+	if got := c.End().Elapsed; got != 10*time.Millisecond+200*100*time.Microsecond {
+		t.Fatalf("list of 200 took %v", got)
+	}
+	c.Begin()
+	c.List(ctx, &l, client.InNamespace("other"))
+	if got := c.End().Elapsed; got != 10*time.Millisecond {
+		t.Fatalf("empty list took %v", got)
+	}
 }

@@ -145,12 +145,13 @@ func (c *cache) informerFor(obj runtime.Object) (*informer, error) {
 	}
 	inf := &informer{gvk: gvk, gr: gr, objs: make(map[types.NamespacedName]client.Object, len(objs)), rev: rev,
 		sel: selectorFor(c.opts, proto.(client.Object), c.srv.Namespaced(gvk))}
-	inf.syncedAt = c.c.Charge()
 	for _, o := range objs {
 		if inf.sel.matches(o) {
 			inf.objs[client.ObjectKeyFromObject(o)] = o
 		}
 	}
+	// The server filters by selector, so the response holds the matches only.
+	inf.syncedAt = c.c.ChargeList(len(inf.objs))
 	inf.watch = c.srv.Watch(proto.(client.Object), func(ev apiserver.WatchEvent) {
 		k := client.ObjectKeyFromObject(ev.Object)
 		old, had := inf.objs[k]

@@ -46,6 +46,7 @@ func newEnv(t *testing.T, cpu time.Duration, cores int) *env {
 	e := engine.New(1)
 	clk := clock.New(e, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	ap := apiserver.DefaultParams()
+	ap.ListLatencyPerObject = 0
 	ap.RequestLatency, ap.RequestLatencyJitter, ap.WatchDelay = 10*time.Millisecond, 0, 2*time.Millisecond
 	srv := apiserver.New(e, clk, testScheme(), ap)
 	p := DefaultParams()

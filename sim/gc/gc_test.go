@@ -51,6 +51,7 @@ func newWorld(t *testing.T, pes, leaves int, qps float64) *world {
 	t.Helper()
 	e := engine.New(3)
 	ap := apiserver.DefaultParams()
+	ap.ListLatencyPerObject = 0
 	ap.RequestLatency, ap.RequestLatencyJitter, ap.WatchDelay = 5*time.Millisecond, 0, 2*time.Millisecond
 	srv := apiserver.New(e, clock.New(e, time.Unix(0, 0)), scheme(), ap)
 	w := &world{e: e, srv: srv, kc: srv.Client("kubectl"), gone: map[string]time.Duration{}, leaves: map[string][]string{}}
