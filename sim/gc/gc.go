@@ -200,9 +200,12 @@ func (g *Collector) observe(gvk schema.GroupVersionKind, typ watch.EventType, o 
 		if n == nil {
 			return
 		}
-		// Not marked absent here: like the real collector, the first
-		// dependent to look the owner up learns that from a live GET.
+		// As graph_builder does: a deleted owner with dependents goes into
+		// the absent-owner cache, sparing each dependent a live owner GET.
 		delete(g.graph, uid)
+		if len(n.dependents) > 0 {
+			g.absent[uid] = true
+		}
 		for _, r := range n.owners {
 			if owner := g.graph[r.UID]; owner != nil {
 				delete(owner.dependents, uid)
