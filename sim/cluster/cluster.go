@@ -64,6 +64,11 @@ type Shape struct {
 	ControlPlane bool
 	// Images are present on every node from the start (kind load).
 	Images []string
+	// HostCPU, if set, is the number of cores of the one host every node
+	// runs on, as kind's nodes are containers on one machine: busy nodes
+	// then share those cores (equal container weights) before their pods
+	// share what their node got. Each node still reports its own CPU.
+	HostCPU float64
 }
 
 // Params are every model's parameters.
@@ -122,7 +127,8 @@ type Cluster struct {
 	net      *network.Network
 	dp       *dataplane.DataPlane
 
-	trace []string
+	trace   []string
+	hostCPU float64
 }
 
 // New builds and starts a cluster. Nothing runs until the engine does.
@@ -139,6 +145,7 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 		c.trace = append(c.trace, fmt.Sprintf("%v %s %s %s/%s rv=%d", e.Now(), ev.Type, ev.GVK.Kind, ev.Object.GetNamespace(), ev.Object.GetName(), ev.ResourceVersion))
 	})
 
+	c.hostCPU = shape.HostCPU
 	nodes, err := nodeShapes(shape)
 	if err != nil {
 		return nil, err
@@ -158,14 +165,10 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 
 	c.net = network.New(api, p.Network)
 	c.dp = dataplane.New(e, p.DataPlane, dataplane.Env{
-		Path:   c.net.Path,
-		NodeOf: c.net.NodeOf,
-		Shares: func(node string) map[types.NamespacedName]float64 {
-			if k := c.kubelets[node]; k != nil {
-				return k.CPUShares()
-			}
-			return nil
-		},
+		Path:      c.net.Path,
+		NodeOf:    c.net.NodeOf,
+		Shares:    c.shares,
+		SharedCPU: shape.HostCPU > 0,
 		Reachable: func(svc, pod types.NamespacedName) bool {
 			for _, b := range c.net.Backends(svc) {
 				if b == pod {
@@ -276,6 +279,33 @@ func nodeObject(i int, ns NodeShape, now metav1.Time) (*corev1.Node, error) {
 			}},
 		},
 	}, nil
+}
+
+// shares is the CPU of each running pod of a node. On a shared host the
+// node containers first divide the host's cores by equal weight (docker's
+// default cpu.shares), each taking no more than its pods want.
+func (c *Cluster) shares(node string) map[types.NamespacedName]float64 {
+	k := c.kubelets[node]
+	if k == nil {
+		return nil
+	}
+	if c.hostCPU <= 0 {
+		return k.CPUShares()
+	}
+	claims := make([]kubelet.Claim, len(c.nodes))
+	mine := -1
+	for i, n := range c.nodes {
+		kn := c.kubelets[n]
+		claims[i] = kubelet.Claim{Weight: 1024, Cap: 0}
+		if kn.Running() {
+			claims[i].Cap = kn.CPUDemand()
+		}
+		if n == node {
+			mine = i
+		}
+	}
+	got := kubelet.WaterFill(c.hostCPU, claims)
+	return k.CPUSharesOf(min(got[mine], k.CPU))
 }
 
 // Engine, Clock, API, Client and the models.

@@ -287,3 +287,62 @@ func TestSameSeedSameTrace(t *testing.T) {
 		t.Fatal("a different seed gave the same trace (jitters are not drawn from the seed)")
 	}
 }
+
+// fusedPE creates a one-PE job (unlimited source fused with a map of the
+// given work and a sink) pinned to a node.
+func fusedPE(t *testing.T, c *Cluster, name, node string, work int32) {
+	ctx := context.Background()
+	ops := []v1alpha1.Operator{
+		{Name: name + "-src", Kind: v1alpha1.KindSource},
+		{Name: name + "-map", Kind: v1alpha1.KindMap, Params: &v1alpha1.OperatorParams{Work: &work}},
+		{Name: name + "-out", Kind: v1alpha1.KindSink},
+	}
+	cfg := &peconfig.PE{Version: 1, Job: name, Namespace: "default", Name: name + "-pe-0", Operators: ops, Streams: []peconfig.Stream{
+		{ID: 0, From: v1alpha1.Endpoint{Operator: ops[0].Name}, To: v1alpha1.Endpoint{Operator: ops[1].Name}},
+		{ID: 1, From: v1alpha1.Endpoint{Operator: ops[1].Name}, To: v1alpha1.Endpoint{Operator: ops[2].Name}},
+	}}
+	data, _ := json.Marshal(cfg)
+	if err := c.Client().Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cfg.Name, Namespace: "default",
+		Labels: map[string]string{v1alpha1.LabelRole: v1alpha1.RolePEConfig, v1alpha1.LabelPE: cfg.Name}},
+		Data: map[string]string{v1alpha1.PEConfigKey: string(data)}}); err != nil {
+		t.Fatal(err)
+	}
+	p := podSpec(cfg.Name+"-pod", "500m")
+	p.Labels[v1alpha1.LabelPE] = cfg.Name
+	p.Spec.NodeSelector = map[string]string{corev1.LabelHostname: node}
+	if err := c.Client().Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOversubscriptionThroughputFollowsCPU(t *testing.T) {
+	perTuple := func(p Params) float64 {
+		d := p.DataPlane
+		return d.SourceCost.D().Seconds() + d.MapCost.D().Seconds() + 200*d.MapRoundCost.D().Seconds() + d.SinkCost.D().Seconds()
+	}
+	for _, tc := range []struct {
+		name    string
+		hostCPU float64
+		share   float64 // cores per PE
+	}{
+		{"own cores", 0, 1},          // 2 PEs per 2-core node: one core each
+		{"kind shared host", 2, 0.5}, // 4 PEs on 2 host cores
+	} {
+		c, err := New(4, Shape{Nodes: 2, CPU: "2", Memory: "4Gi", Images: []string{"sluice/pe:dev"}, HostCPU: tc.hostCPU}, DefaultParams())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 4; i++ {
+			fusedPE(t, c, fmt.Sprintf("j%d", i), c.Nodes()[i%2], 200)
+		}
+		c.RunFor(5 * time.Second)
+		now := c.Engine().Now()
+		want := tc.share / perTuple(c.Params())
+		for i := 0; i < 4; i++ {
+			got := c.DataPlane().DeliveredBy(fmt.Sprintf("j%d-pe-0", i), now-2*time.Second, now) / 2
+			if got < 0.98*want || got > 1.02*want {
+				t.Errorf("%s: j%d delivers %.0f/s, want %.0f/s", tc.name, i, got, want)
+			}
+		}
+	}
+}

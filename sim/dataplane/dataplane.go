@@ -40,6 +40,9 @@ type Env struct {
 	Reachable func(svc, pod types.NamespacedName) bool
 	// ConnectTime is the time to open a connection from one pod to another.
 	ConnectTime func(from, to types.NamespacedName) time.Duration
+	// SharedCPU says that nodes share their host's cores (kind), so a busy
+	// change on one node changes the shares on all.
+	SharedCPU bool
 }
 
 type item struct {
@@ -259,7 +262,11 @@ func (d *DataPlane) PodRunning(pod *corev1.Pod) {
 
 // PodStopped is called when a pod's container stops or the pod goes away.
 func (d *DataPlane) PodStopped(key types.NamespacedName) {
-	delete(d.pending, key.Namespace+"/"+key.Name)
+	for k, p := range d.pending {
+		if p.Namespace == key.Namespace && p.Name == key.Name {
+			delete(d.pending, k)
+		}
+	}
 	x := d.byPod[key]
 	if x == nil || !x.running || x.pod != key {
 		return
@@ -639,9 +646,31 @@ func (d *DataPlane) Demand(pod types.NamespacedName) float64 {
 	return 0
 }
 
-// reshare recomputes the CPU rate of every busy PE on a node and moves
-// their completion times accordingly (processor sharing).
+// reshare recomputes the CPU rate of every busy PE on a node (on every
+// node when they share a host) and moves their completion times
+// accordingly (processor sharing).
 func (d *DataPlane) reshare(node string) {
+	if !d.env.SharedCPU {
+		d.reshareNode(node)
+		return
+	}
+	nodes := map[string]bool{node: true}
+	for _, x := range d.pes {
+		if x.running && x.cur != nil {
+			nodes[d.nodeOf(x)] = true
+		}
+	}
+	names := make([]string, 0, len(nodes))
+	for n := range nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		d.reshareNode(n)
+	}
+}
+
+func (d *DataPlane) reshareNode(node string) {
 	var shares map[types.NamespacedName]float64
 	if d.env.Shares != nil {
 		shares = d.env.Shares(node)

@@ -617,11 +617,16 @@ func (k *Kubelet) status(ps *podState, old *corev1.PodStatus) corev1.PodStatus {
 	cond(corev1.PodInitialized, true, "")
 	cond(corev1.ContainersReady, ready, "ContainersNotReady")
 	cond(corev1.PodReady, ready, "ContainersNotReady")
-	for _, o := range old.Conditions {
-		if o.Type == corev1.PodScheduled {
-			st.Conditions = append(st.Conditions, o)
-			break
+	// Conditions the kubelet does not own are kept; of PodScheduled, the
+	// latest (the binding's) wins.
+	var sched *corev1.PodCondition
+	for i := range old.Conditions {
+		if old.Conditions[i].Type == corev1.PodScheduled {
+			sched = &old.Conditions[i]
 		}
+	}
+	if sched != nil {
+		st.Conditions = append(st.Conditions, *sched)
 	}
 	sort.SliceStable(st.Conditions, func(i, j int) bool { return condOrder(st.Conditions[i].Type) < condOrder(st.Conditions[j].Type) })
 	return st
@@ -696,6 +701,37 @@ func (k *Kubelet) Pods() []types.NamespacedName {
 // divides the node by cpu.shares (cpu requests) among the pods that want
 // CPU, each bounded by its demand and cpu limit.
 func (k *Kubelet) CPUShares() map[types.NamespacedName]float64 {
+	return k.CPUSharesOf(k.CPU)
+}
+
+// CPUSharesOf is CPUShares when the node's pods may use only capacity
+// cores in all (a kind node: a container that shares its host's cores with
+// the other nodes).
+func (k *Kubelet) CPUSharesOf(capacity float64) map[types.NamespacedName]float64 {
+	keys, claims := k.claims()
+	shares := WaterFill(capacity, claims)
+	out := make(map[types.NamespacedName]float64, len(keys))
+	for i, key := range keys {
+		out[key] = shares[i]
+	}
+	return out
+}
+
+// CPUDemand is the most CPU the node's running pods would use together,
+// bounded by the node's capacity; -1 means they would take all of it.
+func (k *Kubelet) CPUDemand() float64 {
+	_, claims := k.claims()
+	var sum float64
+	for _, c := range claims {
+		if c.Cap < 0 {
+			return k.CPU
+		}
+		sum += c.Cap
+	}
+	return min(sum, k.CPU)
+}
+
+func (k *Kubelet) claims() ([]types.NamespacedName, []Claim) {
 	keys := []types.NamespacedName{}
 	for _, key := range k.Pods() {
 		if k.IsRunning(key) {
@@ -726,12 +762,7 @@ func (k *Kubelet) CPUShares() map[types.NamespacedName]float64 {
 		}
 		claims[i] = Claim{Weight: Shares(req), Cap: capacity}
 	}
-	shares := WaterFill(k.CPU, claims)
-	out := make(map[types.NamespacedName]float64, len(keys))
-	for i, key := range keys {
-		out[key] = shares[i]
-	}
-	return out
+	return keys, claims
 }
 
 // Stop powers the node off: containers die with it and the kubelet writes

@@ -35,6 +35,7 @@ type obs struct {
 	ready    bool
 	restarts int32
 	waiting  string
+	hostIP   string
 }
 
 func exactParams() Params {
@@ -51,7 +52,7 @@ func newRig(t *testing.T, p Params, cpu float64) *rig {
 	r.k = New(api, p, Config{Node: "n1", CPU: cpu, Images: []string{"pe:1"}})
 	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
 		pod := ev.Object.(*corev1.Pod)
-		o := obs{at: e.Now(), typ: ev.Type, phase: pod.Status.Phase}
+		o := obs{at: e.Now(), typ: ev.Type, phase: pod.Status.Phase, hostIP: pod.Status.HostIP}
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 				o.ready = true
@@ -107,8 +108,9 @@ func TestStartupPhasesAndImagePull(t *testing.T) {
 	}
 	r.e.RunUntil(time.Minute)
 	w := apiserver.DefaultParams().WatchDelay
-	// Seen by the kubelet one watch delay after creation, Pending at once.
-	if at, ok := r.first("local", func(o obs) bool { return o.phase == corev1.PodPending }); !ok || at != 2*w {
+	// Seen by the kubelet one watch delay after creation, which reports it
+	// Pending on its node at once.
+	if at, ok := r.first("local", func(o obs) bool { return o.phase == corev1.PodPending && o.hostIP != "" }); !ok || at != 2*w {
 		t.Fatalf("Pending at %v (%v)", at, ok)
 	}
 	running := w + p.SandboxCreate.D() + p.ContainerStart.D() + w
