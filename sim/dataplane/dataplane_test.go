@@ -294,3 +294,33 @@ func TestRemovePE(t *testing.T) {
 		t.Fatal("upstream still connected to a removed PE")
 	}
 }
+
+func TestAggregateEmitsPerWindowAndKey(t *testing.T) {
+	f := newFake(6, map[string]float64{"n1": 4})
+	win := int64(100)
+	ops := []v1alpha1.Operator{
+		{Name: "src", Kind: v1alpha1.KindSource, Params: &v1alpha1.OperatorParams{Rate: i64(20000), Keys: i64(50)}},
+		{Name: "keep", Kind: v1alpha1.KindFilter, Params: &v1alpha1.OperatorParams{KeepPercent: i32(50)}},
+		{Name: "agg", Kind: v1alpha1.KindAggregate, Params: &v1alpha1.OperatorParams{WindowMillis: &win, Function: "count"}},
+		{Name: "out", Kind: v1alpha1.KindSink},
+	}
+	var streams []peconfig.Stream
+	for i := 0; i+1 < len(ops); i++ {
+		streams = append(streams, peconfig.Stream{ID: int32(i), From: v1alpha1.Endpoint{Operator: ops[i].Name}, To: v1alpha1.Endpoint{Operator: ops[i+1].Name}})
+	}
+	f.run(&peconfig.PE{Version: 1, Job: "a", Namespace: "ns", Name: "a-pe-0", Operators: ops, Streams: streams}, "n1", 1000)
+	f.e.RunUntil(3 * time.Second)
+	// 20000/s, half kept: 1000 tuples per 100 ms window over 50 keys, so 50
+	// results per window, 500 per second.
+	if got := f.d.Delivered(time.Second, 3*time.Second) / 2; !near(got, 500, 0.01) {
+		t.Fatalf("aggregate output %v/s, want 500", got)
+	}
+	// With fewer tuples than keys in a window, one result per tuple.
+	f2 := newFake(6, map[string]float64{"n1": 4})
+	ops[0].Params.Rate = i64(400) // 20 kept per window < 50 keys
+	f2.run(&peconfig.PE{Version: 1, Job: "a", Namespace: "ns", Name: "a-pe-0", Operators: ops, Streams: streams}, "n1", 1000)
+	f2.e.RunUntil(3 * time.Second)
+	if got := f2.d.Delivered(time.Second, 3*time.Second) / 2; !near(got, 200, 0.05) {
+		t.Fatalf("sparse aggregate output %v/s, want 200", got)
+	}
+}

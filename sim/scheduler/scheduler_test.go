@@ -180,3 +180,62 @@ func TestOneCycleAtATime(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryOnNodeLabelUpdateAndNotReadyTaint(t *testing.T) {
+	e, api, c := newAPI(4)
+	create(t, c, mkNode("n1", "4", "8Gi", nil))
+	create(t, c, mkNode("n2", "4", "8Gi", nil))
+	s := New(api, DefaultParams())
+	p := mkPod("p", "100m", "", nil)
+	p.UID = ""
+	p.Spec.NodeSelector = map[string]string{"pool": "fast"}
+	create(t, c, p)
+	e.RunUntil(10 * time.Second)
+	if get(t, c, "p").Spec.NodeName != "" {
+		t.Fatal("scheduled without a matching node")
+	}
+	attempts := len(s.Events())
+	// A heartbeat-like status change does not retry the pod.
+	var n corev1.Node
+	_ = c.Get(context.Background(), client.ObjectKey{Name: "n2"}, &n)
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	if err := c.Status().Update(context.Background(), &n); err != nil {
+		t.Fatal(err)
+	}
+	e.RunUntil(20 * time.Second)
+	if len(s.Events()) != attempts {
+		t.Fatalf("retried on a status-only node update")
+	}
+	// Labelling n2 makes it fit: retried and bound.
+	_ = c.Get(context.Background(), client.ObjectKey{Name: "n2"}, &n)
+	n.Labels["pool"] = "fast"
+	if err := c.Update(context.Background(), &n); err != nil {
+		t.Fatal(err)
+	}
+	e.RunUntil(22 * time.Second)
+	if got := get(t, c, "p").Spec.NodeName; got != "n2" {
+		t.Fatalf("after labelling: on %q", got)
+	}
+
+	// A NotReady node carries node.kubernetes.io/unreachable:NoSchedule;
+	// the default 300 s NoExecute toleration does not let pods on.
+	_ = c.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n)
+	n.Spec.Taints = []corev1.Taint{{Key: "node.kubernetes.io/unreachable", Effect: corev1.TaintEffectNoSchedule}, {Key: "node.kubernetes.io/unreachable", Effect: corev1.TaintEffectNoExecute}}
+	_ = c.Update(context.Background(), &n)
+	_ = c.Get(context.Background(), client.ObjectKey{Name: "n2"}, &n)
+	n.Spec.Unschedulable = true
+	_ = c.Update(context.Background(), &n)
+	e.RunUntil(23 * time.Second)
+	secs := int64(300)
+	q := mkPod("q", "100m", "", nil)
+	q.UID = ""
+	q.Spec.Tolerations = []corev1.Toleration{{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs}}
+	create(t, c, q)
+	e.RunUntil(30 * time.Second)
+	got := get(t, c, "q")
+	want := "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, 1 node(s) were unschedulable." +
+		" preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+	if c := scheduledCond(got); got.Spec.NodeName != "" || c == nil || c.Message != want {
+		t.Fatalf("q on %q: %+v", got.Spec.NodeName, c)
+	}
+}
