@@ -72,6 +72,23 @@ func (b *TokenBucket) Reserve(t time.Duration) time.Duration {
 	return b.last + wait - t
 }
 
+// ReadyAt is the earliest time not before t at which a request would get a
+// token without waiting (t itself if the bucket is unlimited or has one).
+func (b *TokenBucket) ReadyAt(t time.Duration) time.Duration {
+	if b == nil || b.QPS <= 0 || !b.init {
+		return t
+	}
+	tokens, ref := b.tokens, b.last
+	if t > ref {
+		tokens = min(float64(b.Burst), tokens+(t-ref).Seconds()*b.QPS)
+		ref = t
+	}
+	if tokens >= 1 {
+		return t
+	}
+	return ref + time.Duration((1-tokens)/b.QPS*float64(time.Second))
+}
+
 // ClientOptions configure a client.
 type ClientOptions struct {
 	// User names the client (for logs and stats).

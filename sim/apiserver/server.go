@@ -112,6 +112,10 @@ type kindStore struct {
 	generation bool
 	objs       map[types.NamespacedName]client.Object
 	watchers   []*Watcher
+	// visible is when the last write of each object becomes visible; it
+	// outlives the object briefly so that a re-created object is not seen
+	// before its predecessor's deletion.
+	visible map[types.NamespacedName]time.Duration
 }
 
 // Server is the simulated API server with its etcd.
@@ -125,7 +129,7 @@ type Server struct {
 
 	rev        uint64
 	uids       uint64
-	lastCommit time.Duration
+	commits    uint64
 	kinds      map[schema.GroupVersionKind]*kindStore
 	byType     map[reflect.Type]*kindStore
 	byListType map[reflect.Type]*kindStore
@@ -182,6 +186,7 @@ func New(e *engine.Engine, clk *clock.Clock, scheme *runtime.Scheme, p Params) *
 			gvk: gvk, gr: plural.GroupResource(), typ: typ, listTyp: listTyp,
 			namespaced: !clusterScoped[gvk.Kind],
 			objs:       map[types.NamespacedName]client.Object{},
+			visible:    map[types.NamespacedName]time.Duration{},
 		}
 		hasSpec := false
 		for i := 0; i < typ.NumField(); i++ {
@@ -312,13 +317,21 @@ func (s *Server) kindOf(obj runtime.Object) (*kindStore, error) {
 	return nil, fmt.Errorf("apiserver: kind %v is not stored (only typed objects whose List kind is registered)", gvk)
 }
 
-// commit advances the revision and schedules watch deliveries of the change
-// at visibleAt + WatchDelay, keeping visibility monotone in revision.
+// commit schedules watch deliveries of the change just stored (revision
+// s.rev) at visibleAt + WatchDelay. Visibility is kept monotone per object,
+// so every watcher sees each object's changes in resourceVersion order.
+// Across objects, watchers see changes in the order they become visible,
+// which is the order a real etcd would have committed them in: revisions
+// here are assigned at the call, before the writer's latency has elapsed.
 func (s *Server) commit(ks *kindStore, typ watch.EventType, obj client.Object, visibleAt time.Duration) {
-	if visibleAt < s.lastCommit {
-		visibleAt = s.lastCommit
+	k := s.key(ks, obj.GetNamespace(), obj.GetName())
+	if last, ok := ks.visible[k]; ok && visibleAt < last {
+		visibleAt = last
 	}
-	s.lastCommit = visibleAt
+	ks.visible[k] = visibleAt
+	if s.commits++; s.commits%4096 == 0 {
+		s.pruneVisible()
+	}
 	at := visibleAt + s.p.WatchDelay
 	rev := s.rev
 	deliver := func(w *Watcher) {
@@ -340,6 +353,19 @@ func (s *Server) commit(ks *kindStore, typ watch.EventType, obj client.Object, v
 		}
 	}
 	s.pruneWatchers(ks)
+}
+
+// pruneVisible forgets visibility times that are past: a new write is never
+// visible before now anyway.
+func (s *Server) pruneVisible() {
+	now := s.e.Now()
+	for _, ks := range s.kinds {
+		for k, t := range ks.visible {
+			if t <= now {
+				delete(ks.visible, k)
+			}
+		}
+	}
 }
 
 func (s *Server) pruneWatchers(ks *kindStore) {

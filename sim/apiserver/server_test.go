@@ -429,11 +429,18 @@ func TestWatchOrderAndDelay(t *testing.T) {
 	if sess.Elapsed != 20*time.Millisecond || sess.Requests != 2 {
 		t.Fatalf("session %+v", sess)
 	}
-	// A direct write at the same instant comes later in revision order, so it
-	// may not be seen before b.
+	// A direct write of another object at the same instant is committed
+	// first (no latency): watchers see it first although its revision is
+	// higher, as a real etcd would have given it the lower revision.
 	direct.Create(ctx, job("c"))
+	// A direct write of b (revision 4) may not overtake the slow write of b
+	// (revision 2): per object, events arrive in revision order.
+	var b v1alpha1.Job
+	direct.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "b"}, &b)
+	b.Labels = map[string]string{"x": "y"}
+	direct.Update(ctx, &b)
 	e.RunUntil(time.Second)
-	want := []seen{{13 * time.Millisecond, "ADDED", 1}, {23 * time.Millisecond, "ADDED", 2}, {23 * time.Millisecond, "ADDED", 3}}
+	want := []seen{{3 * time.Millisecond, "ADDED", 3}, {13 * time.Millisecond, "ADDED", 1}, {23 * time.Millisecond, "ADDED", 2}, {23 * time.Millisecond, "MODIFIED", 4}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("watch events\n got %v\nwant %v", got, want)
 	}
@@ -545,5 +552,26 @@ func TestListLatencyGrowsWithObjects(t *testing.T) {
 	c.List(ctx, &l, client.InNamespace("other"))
 	if got := c.End().Elapsed; got != 10*time.Millisecond {
 		t.Fatalf("empty list took %v", got)
+	}
+}
+
+func TestTokenBucketReadyAt(t *testing.T) {
+	b := NewTokenBucket(10, 2)
+	if b.ReadyAt(0) != 0 {
+		t.Fatal("fresh bucket not ready")
+	}
+	b.Reserve(0)
+	b.Reserve(0)
+	if got := b.ReadyAt(0); got != 100*time.Millisecond {
+		t.Fatalf("empty bucket ready at %v, want 100ms", got)
+	}
+	if got := b.ReadyAt(time.Second); got != time.Second {
+		t.Fatalf("refilled bucket ready at %v", got)
+	}
+	if w := b.Reserve(0); w != 100*time.Millisecond {
+		t.Fatalf("third token waited %v", w)
+	}
+	if got := b.ReadyAt(0); got != 200*time.Millisecond {
+		t.Fatalf("after a debt, ready at %v", got)
 	}
 }

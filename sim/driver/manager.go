@@ -371,7 +371,16 @@ func (c *controller) dispatch() {
 	if c.gen != c.m.gen {
 		return
 	}
-	for c.idle > 0 {
+	for c.idle > 0 && c.q.Len() > 0 {
+		// A worker whose first request would wait for a rate-limit token
+		// is blocked until the token comes; start it then, so that a pool of
+		// workers cannot book the connection far into the future.
+		now := c.m.e.Now()
+		if ready := c.m.conn.Limiter().ReadyAt(now); ready > now {
+			c.kicked = true
+			c.m.e.At(ready, c.dispatch)
+			return
+		}
 		r, ok := c.q.Get()
 		if !ok {
 			return

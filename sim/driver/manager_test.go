@@ -354,3 +354,46 @@ func TestCrashDropsInflightCompletion(t *testing.T) {
 		t.Fatalf("completion of a crashed reconcile counted: %d", got)
 	}
 }
+
+// writer updates its ConfigMap once per reconcile.
+type writer struct{ c client.Client }
+
+func (w *writer) Reconcile(ctx context.Context, r reconcile.Request) (reconcile.Result, error) {
+	var o corev1.ConfigMap
+	if err := w.c.Get(ctx, r.NamespacedName, &o); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if o.Data["done"] == "yes" {
+		return reconcile.Result{}, nil
+	}
+	o.Data = map[string]string{"done": "yes"}
+	return reconcile.Result{}, w.c.Update(ctx, &o)
+}
+
+func TestWorkersWaitForRateLimitTokens(t *testing.T) {
+	v := newEnv(t, 0, 0)
+	v.m.Add(wiring.Controller{Name: "w", For: &corev1.ConfigMap{}, Reconciler: &writer{c: v.m.Client()}, Workers: 20})
+	for i := 0; i < 100; i++ {
+		v.kc.Create(ctx, cm(fmt.Sprint("c", i)))
+	}
+	v.m.Start()
+	v.e.RunUntil(time.Minute)
+	var last time.Duration
+	writes := 0
+	for _, r := range v.rec {
+		if r.QPSWait > 50*time.Millisecond {
+			t.Fatalf("a reconcile waited %v for tokens: workers booked the connection ahead", r.QPSWait)
+		}
+		if r.Requests > 0 {
+			writes++
+			last = max(last, r.End)
+		}
+	}
+	if writes != 100 {
+		t.Fatalf("%d reconciles wrote, want 100", writes)
+	}
+	// 1 list + 100 updates at 20/s after a burst of 30: the last ends near 3.55s.
+	if last < 3500*time.Millisecond || last > 3700*time.Millisecond {
+		t.Fatalf("last write ended at %v", last)
+	}
+}

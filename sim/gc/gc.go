@@ -281,7 +281,15 @@ func (g *Collector) kick() {
 
 func (g *Collector) dispatch() {
 	g.kicked = false
-	for g.running && g.idle > 0 {
+	for g.running && g.idle > 0 && g.toDelete.Len()+g.toOrphan.Len() > 0 {
+		// Workers wait for the client's rate-limit token before they start
+		// (see the driver): the pool cannot book requests far ahead.
+		now := g.e.Now()
+		if ready := g.c.Limiter().ReadyAt(now); ready > now {
+			g.kicked = true
+			g.e.At(ready, g.dispatch)
+			return
+		}
 		q, uid, ok := g.toOrphan, types.UID(""), false
 		if uid, ok = g.toOrphan.Get(); !ok {
 			q = g.toDelete
