@@ -35,9 +35,10 @@
 // consequences are delayed: a client charges each request's latency (and any
 // wait for a client-side rate-limit token) to the Session it runs in, and the
 // write becomes visible on watches at now + session elapsed + WatchDelay.
-// Visibility times are made monotone in resourceVersion (a write is never
-// seen before an earlier one), so every watcher sees events in
-// resourceVersion order. The controller driver opens a Session per reconcile
+// Visibility is monotone per object, so a watcher sees each object's
+// changes in resourceVersion order; across objects it sees them in the order
+// they become visible, the order a real etcd would have committed (and
+// numbered) them in. The controller driver opens a Session per reconcile
 // and keeps the worker busy for the session's elapsed time plus a CPU cost.
 // A "direct" client (Server.Client) charges nothing: the scheduler and kubelet
 // models account their own time and write at the virtual instant they act.
