@@ -261,9 +261,11 @@ func (s *Server) Count(gvk schema.GroupVersionKind) int {
 }
 
 // Watch registers h for every change of prototype's kind, in all namespaces.
-// Changes are delivered WatchDelay after they become visible, in
-// resourceVersion order, each as the watcher's own deep copy. The current
-// contents are not replayed: list first (at the same instant) and then watch.
+// Changes are delivered WatchDelay after they become visible (see commit):
+// each object's changes in resourceVersion order, different objects' in the
+// order they were committed. Each event carries the watcher's own deep copy.
+// The current contents are not replayed: list first (at the same instant)
+// and then watch.
 func (s *Server) Watch(prototype client.Object, h func(ev WatchEvent)) *Watcher {
 	ks, err := s.kindOf(prototype)
 	if err != nil {
