@@ -231,12 +231,46 @@ func ctrKey(pod *corev1.Pod, name string) string {
 func (k *Kubelet) admit(ps *podState) {
 	ps.startedAt = k.e.Now()
 	k.writeStatus(ps)
-	k.after(ps, k.jitter(k.p.SandboxCreate.D()), func() {
-		ps.sandbox = true
-		ps.ip = k.allocIP(ps)
-		k.writeStatus(ps)
-		k.startContainer(ps, 0)
+	k.mountVolumes(ps, k.p.MountRetryInitial.D(), func() {
+		k.after(ps, k.jitter(k.p.SandboxCreate.D()), func() {
+			ps.sandbox = true
+			ps.ip = k.allocIP(ps)
+			k.writeStatus(ps)
+			k.startContainer(ps, 0)
+		})
 	})
+}
+
+// mountVolumes waits until every ConfigMap and Secret volume of the pod can
+// be set up: the kubelet starts nothing of a pod before its volumes are
+// mounted, and retries a failed mount with exponential back-off.
+func (k *Kubelet) mountVolumes(ps *podState, retry time.Duration, then func()) {
+	if missing := k.missingVolume(ps.pod); missing != "" {
+		k.after(ps, retry, func() {
+			k.mountVolumes(ps, min(2*retry, k.p.MountRetryMax.D()), then)
+		})
+		return
+	}
+	k.after(ps, k.p.VolumeSetup.D(), then)
+}
+
+func (k *Kubelet) missingVolume(pod *corev1.Pod) string {
+	ctx := context.Background()
+	for _, v := range pod.Spec.Volumes {
+		switch {
+		case v.ConfigMap != nil && (v.ConfigMap.Optional == nil || !*v.ConfigMap.Optional):
+			var cm corev1.ConfigMap
+			if err := k.c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
+				return "configmap/" + v.ConfigMap.Name
+			}
+		case v.Secret != nil && (v.Secret.Optional == nil || !*v.Secret.Optional):
+			var sec corev1.Secret
+			if err := k.c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.Secret.SecretName}, &sec); err != nil {
+				return "secret/" + v.Secret.SecretName
+			}
+		}
+	}
+	return ""
 }
 
 func (k *Kubelet) allocIP(ps *podState) string {

@@ -113,7 +113,7 @@ func TestStartupPhasesAndImagePull(t *testing.T) {
 	if at, ok := r.first("local", func(o obs) bool { return o.phase == corev1.PodPending && o.hostIP != "" }); !ok || at != 2*w {
 		t.Fatalf("Pending at %v (%v)", at, ok)
 	}
-	running := w + p.SandboxCreate.D() + p.ContainerStart.D() + w
+	running := w + p.VolumeSetup.D() + p.SandboxCreate.D() + p.ContainerStart.D() + w
 	if at, _ := r.first("local", func(o obs) bool { return o.phase == corev1.PodRunning }); at != running {
 		t.Fatalf("local Running at %v, want %v", at, running)
 	}
@@ -152,7 +152,7 @@ func TestReadinessProbeTiming(t *testing.T) {
 	}
 	r.e.RunUntil(time.Minute)
 	w := apiserver.DefaultParams().WatchDelay
-	start := w + p.SandboxCreate.D() + p.ContainerStart.D()
+	start := w + p.VolumeSetup.D() + p.SandboxCreate.D() + p.ContainerStart.D()
 	// Probes run at start, +2s, +4s, +6s...; results count from +5s.
 	cases := map[string]time.Duration{
 		"probe": start + 6*time.Second + w,
@@ -347,5 +347,31 @@ func TestStopAndStartNode(t *testing.T) {
 	r.e.RunUntil(2 * time.Minute)
 	if !r.k.IsRunning(key("p")) || r.k.Restarts(key("p")) != 1 {
 		t.Fatalf("after start: running %v restarts %d", r.k.IsRunning(key("p")), r.k.Restarts(key("p")))
+	}
+}
+
+func TestWaitsForConfigMapVolume(t *testing.T) {
+	p := exactParams()
+	r := newRig(t, p, 4)
+	pd := pod("cfg", "pe:1")
+	pd.Spec.Volumes = []corev1.Volume{{Name: "c", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "pe-config"}}}}}
+	r.create(t, pd)
+	r.e.RunUntil(3 * time.Second)
+	if _, ok := r.first("cfg", func(o obs) bool { return o.phase == corev1.PodRunning }); ok {
+		t.Fatal("started without its ConfigMap")
+	}
+	made := r.e.Now()
+	if err := r.c.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "pe-config", Namespace: "ns"}}); err != nil {
+		t.Fatal(err)
+	}
+	r.e.RunUntil(20 * time.Second)
+	at, ok := r.first("cfg", func(o obs) bool { return o.phase == corev1.PodRunning })
+	// Mount retries at 0.5, 1.5, 3.5, 7.5 s after the kubelet saw the pod:
+	// the first after the ConfigMap exists succeeds.
+	w := apiserver.DefaultParams().WatchDelay
+	retry := w + 3500*time.Millisecond
+	if want := retry + p.VolumeSetup.D() + p.SandboxCreate.D() + p.ContainerStart.D() + w; !ok || at != want {
+		t.Fatalf("Running at %v (ConfigMap made at %v), want %v", at, made, want)
 	}
 }

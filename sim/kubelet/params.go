@@ -25,6 +25,9 @@ type Params struct {
 	ProbeSuccessThreshold int32              `json:"probeSuccessThreshold"`
 	ProbeFailureThreshold int32              `json:"probeFailureThreshold"`
 	PodCIDRPrefix         string             `json:"podCIDRPrefix"`
+	VolumeSetup           paramfile.Duration `json:"volumeSetup"`
+	MountRetryInitial     paramfile.Duration `json:"mountRetryInitial"`
+	MountRetryMax         paramfile.Duration `json:"mountRetryMax"`
 }
 
 // DefaultParams are the values of params.yaml.
