@@ -69,8 +69,8 @@ func Controllers(d Deps, co *Coordinators) []Controller {
 		},
 		{
 			Name:       "pod",
-			For:        &v1alpha1.ProcessingElement{},
-			Watches:    []Watch{podsOfPE},
+			For:        &corev1.Pod{},
+			Watches:    []Watch{{Object: &v1alpha1.ProcessingElement{}, Map: pod.PreviousLaunch}},
 			Reconciler: &pod.Reconciler{Client: d.Client, Pods: co.Pods},
 			Workers:    2,
 		},

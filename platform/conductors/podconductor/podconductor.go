@@ -78,11 +78,9 @@ func Decide(p *v1alpha1.ProcessingElement, pod *corev1.Pod, configReady bool) St
 		}
 		return StepCreatePod
 	}
+	// How the pod ended decides before whether it is being deleted: a failed
+	// pod that is then evicted or garbage-collected still failed.
 	switch {
-	case pod.DeletionTimestamp != nil:
-		if policy.RestartDeleted {
-			return StepRelaunch
-		}
 	case pod.Status.Phase == corev1.PodFailed:
 		if policy.RestartFailed {
 			return StepRelaunch
@@ -92,6 +90,10 @@ func Decide(p *v1alpha1.ProcessingElement, pod *corev1.Pod, configReady bool) St
 			return StepRelaunch
 		}
 		return StepPodCompleted
+	case pod.DeletionTimestamp != nil:
+		if policy.RestartDeleted {
+			return StepRelaunch
+		}
 	}
 	return StepNone
 }

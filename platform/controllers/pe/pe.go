@@ -105,6 +105,13 @@ func Connected(pod *corev1.Pod) bool {
 	return false
 }
 
+// OwnedBy reports whether pe is the controller of pod. A pod of the same
+// name can outlive its PE (a Job re-created or retried): it is not ours.
+func OwnedBy(pod *corev1.Pod, pe *v1alpha1.ProcessingElement) bool {
+	ref := metav1.GetControllerOf(pod)
+	return ref != nil && ref.UID == pe.UID
+}
+
 // CurrentPod returns the cached pod of the PE's current launch, or nil.
 func CurrentPod(ctx context.Context, c client.Client, pe *v1alpha1.ProcessingElement) (*corev1.Pod, error) {
 	if pe.Spec.LaunchCount == 0 {
@@ -114,6 +121,9 @@ func CurrentPod(ctx context.Context, c client.Client, pe *v1alpha1.ProcessingEle
 	err := c.Get(ctx, client.ObjectKey{Namespace: pe.Namespace, Name: app.PodName(pe.Name, pe.Spec.LaunchCount)}, pod)
 	if err != nil {
 		return nil, client.IgnoreNotFound(err)
+	}
+	if !OwnedBy(pod, pe) {
+		return nil, nil // a predecessor's; the pod controller removes it
 	}
 	return pod, nil
 }
@@ -131,8 +141,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// Before the first pod there is nothing to report.
+	if pod == nil && pe.Status.PodName == "" {
+		return reconcile.Result{}, nil
+	}
 	// A pod that is created but not yet scheduled says nothing worth a write.
-	if pod != nil && pod.Spec.NodeName == "" && pod.Status.Phase == corev1.PodPending &&
+	if pod != nil && pod.Spec.NodeName == "" && (pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "") &&
 		pe.Status.PodLaunch != pe.Spec.LaunchCount && UnschedulableMessage(pod) == "" {
 		return reconcile.Result{}, nil
 	}
