@@ -76,10 +76,12 @@ type Record struct {
 	Controller string
 	Request    reconcile.Request
 	Start, End time.Duration
-	Requests   int
-	QPSWait    time.Duration
-	Result     reconcile.Result
-	Err        error
+	// Queued is how long the request waited in the queue before Start.
+	Queued   time.Duration
+	Requests int
+	QPSWait  time.Duration
+	Result   reconcile.Result
+	Err      error
 }
 
 // Stats are a controller's counters.
@@ -178,6 +180,17 @@ func (m *Manager) Add(ctrls ...wiring.Controller) *Manager {
 func (m *Manager) Build(fn func(wiring.Deps) []wiring.Controller) *Manager {
 	m.build = fn
 	return m
+}
+
+// QueueLen is the number of requests queued (ready, not processing) for a
+// controller of the running process; 0 if there is none by that name.
+func (m *Manager) QueueLen(name string) int {
+	for _, c := range m.ctrls {
+		if c.w.Name == name {
+			return c.q.Len()
+		}
+	}
+	return 0
 }
 
 // Running reports whether the manager is started.
@@ -386,11 +399,11 @@ func (c *controller) dispatch() {
 			return
 		}
 		c.idle--
-		c.run(r)
+		c.run(r, c.q.Waited())
 	}
 }
 
-func (c *controller) run(r reconcile.Request) {
+func (c *controller) run(r reconcile.Request, queued time.Duration) {
 	m := c.m
 	start := m.e.Now()
 	sess := m.conn.Begin()
@@ -422,7 +435,7 @@ func (c *controller) run(r reconcile.Request) {
 		c.q.Done(r)
 		c.noteQueue()
 		if m.OnReconcile != nil {
-			m.OnReconcile(Record{Controller: c.w.Name, Request: r, Start: start, End: end,
+			m.OnReconcile(Record{Controller: c.w.Name, Request: r, Start: start, End: end, Queued: queued,
 				Requests: sess.Requests, QPSWait: sess.QPSWait, Result: res, Err: err})
 		}
 		c.idle++

@@ -276,6 +276,17 @@ func TestWorkerCountAndCPU(t *testing.T) {
 		if peak != tc.wantMax || end != t0+tc.wantEnd {
 			t.Fatalf("%+v: peak concurrency %d, last end %v", tc, peak, end)
 		}
+		// Queue time: the k-th reconcile waited for the ones before it.
+		var maxQueued time.Duration
+		for _, r := range v.rec {
+			if r.Start-r.Queued != t0+2*time.Millisecond {
+				t.Fatalf("%+v: request %s queued %v before its start %v: not from its creation event", tc, r.Request.Name, r.Queued, r.Start)
+			}
+			maxQueued = max(maxQueued, r.Queued)
+		}
+		if tc.cores == 0 && maxQueued != end-t0-2*time.Millisecond-100*time.Millisecond {
+			t.Fatalf("%+v: longest queue wait %v", tc, maxQueued)
+		}
 	}
 }
 

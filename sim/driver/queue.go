@@ -22,6 +22,8 @@ type Queue[T comparable] struct {
 	processing map[T]bool
 	waiting    map[T]*engine.Timer
 	failures   map[T]int
+	addedAt    map[T]time.Duration
+	waited     time.Duration // queue time of the item last handed out by Get
 	bucket     *apiserver.TokenBucket
 	base, max  time.Duration
 	onAdd      func()
@@ -38,7 +40,7 @@ func newQueue(e *engine.Engine, p Params, onAdd func()) *queue {
 func NewQueue[T comparable](e *engine.Engine, p Params, onAdd func()) *Queue[T] {
 	return &Queue[T]{
 		e: e, dirty: map[T]bool{}, processing: map[T]bool{},
-		waiting: map[T]*engine.Timer{}, failures: map[T]int{},
+		waiting: map[T]*engine.Timer{}, failures: map[T]int{}, addedAt: map[T]time.Duration{},
 		bucket: apiserver.NewTokenBucket(p.RetryQPS, p.RetryBurst), base: p.RetryBaseDelay, max: p.RetryMaxDelay,
 		onAdd: onAdd,
 	}
@@ -51,6 +53,7 @@ func (q *Queue[T]) Add(r T) {
 		return
 	}
 	q.dirty[r] = true
+	q.addedAt[r] = q.e.Now()
 	if q.processing[r] {
 		return
 	}
@@ -73,8 +76,14 @@ func (q *Queue[T]) Get() (r T, ok bool) {
 	}
 	q.processing[r] = true
 	delete(q.dirty, r)
+	q.waited = q.e.Now() - q.addedAt[r]
+	delete(q.addedAt, r)
 	return r, true
 }
+
+// Waited is how long the item last returned by Get was queued (from the
+// Add that made it dirty), controller-runtime's workqueue_queue_duration.
+func (q *Queue[T]) Waited() time.Duration { return q.waited }
 
 func (q *Queue[T]) Done(r T) {
 	delete(q.processing, r)
@@ -131,4 +140,5 @@ func (q *Queue[T]) ShutDown() {
 	q.onAdd = func() {}
 	q.items, q.head = nil, 0
 	q.dirty, q.processing, q.waiting = map[T]bool{}, map[T]bool{}, map[T]*engine.Timer{}
+	q.addedAt = map[T]time.Duration{}
 }
