@@ -243,3 +243,21 @@ func TestSolidOwnerKeepsDependent(t *testing.T) {
 		t.Fatalf("dependent of a never-existing owner not collected: %v", err)
 	}
 }
+
+func TestRestartedCollectorFinishesCascade(t *testing.T) {
+	w := newWorld(t, 5, 4, 20)
+	must(t, w.kc.Delete(bg, w.job))
+	w.e.RunUntil(w.e.Now() + 50*time.Millisecond)
+	w.g.Stop() // kube-controller-manager crashes mid-cascade
+	w.e.RunUntil(w.e.Now() + 10*time.Second)
+	if w.remaining() == 0 {
+		t.Fatal("cascade finished although the collector was stopped early")
+	}
+	stuck := w.remaining()
+	w.e.RunUntil(w.e.Now() + 10*time.Second)
+	if w.remaining() != stuck {
+		t.Fatal("a stopped collector kept deleting")
+	}
+	w.g.Start() // rebuilds its graph from a fresh list
+	w.runUntilEmpty(t, w.e.Now()+time.Minute)
+}
