@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/wire"
 )
 
 // buildPE compiles the pe binary into the test's temporary directory.
@@ -115,6 +117,11 @@ func TestPipelineProcessesNoFailure(t *testing.T) {
 		ops[0].Params.Count, ops[0].Params.Rate = i64(n), i64(30000)
 	}))
 	waitUntil(t, 20*time.Second, "the sink to complete", c.Complete)
+	time.Sleep(100 * time.Millisecond) // let the late-tuple gauge be refreshed
+	late, err := c.Metric(c.PEs[2].Name, "sluice_pe_aggregate_late_tuples")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +139,19 @@ func TestPipelineProcessesNoFailure(t *testing.T) {
 	}
 	if x.Origins[0].Name != "per-key" || x.Origins[0].Next != x.Tuples {
 		t.Fatalf("aggregate numbering: %+v", x.Origins)
+	}
+	// Event time is a function of the sequence number, so the aggregate
+	// emits one tuple per (window, key) of the source's data, unless a
+	// stall of a whole window of wall time made tuples late.
+	src := operators.NewSource("src", c.Plan.PEs[0].Config.Operators[0].Params, operators.Env{})
+	cells := map[[2]int64]bool{}
+	var tp wire.Tuple
+	for s := uint64(0); s < n; s++ {
+		src.Tuple(s, 0, &tp)
+		cells[[2]int64{tp.Event / 100e6, int64(tp.Key)}] = true
+	}
+	if (late == 0 && x.Tuples != uint64(len(cells))) || x.Tuples < uint64(len(cells)) {
+		t.Fatalf("%d aggregate outputs for %d (window, key) cells, %v late tuples", x.Tuples, len(cells), late)
 	}
 }
 

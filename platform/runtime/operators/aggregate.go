@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/runtime/wire"
 )
 
-// Aggregate is a keyed tumbling-window aggregate over the tuples' Time
-// (event time). A window closes when a tuple at or past its end arrives,
-// when the wall clock is a full window past its end (input went quiet), or
-// when the input ends. It then emits one tuple per key, in key order,
+// Aggregate is a keyed tumbling-window aggregate over the tuples' event
+// time. A window closes when a tuple at or past its end arrives, when the
+// input has been quiet long enough that the event clock (the latest event
+// time plus the wall time since it arrived) is a full window past its end,
+// or when the input ends. It then emits one tuple per key, in key order,
 // numbered with the aggregate's own origin and sequence; the first of them
 // carries in Lost the input tuples the aggregate found missing since its
 // previous output.
@@ -28,6 +30,9 @@ type Aggregate struct {
 	epoch   uint32
 	t       wire.Tuple
 	keys    []uint64
+	now     func() int64
+	// wallAtMax is the wall time at which MaxEvent last advanced.
+	wallAtMax int64
 }
 
 // acc is the running aggregate of one key in one window.
@@ -42,13 +47,15 @@ type acc struct {
 // aggState is everything a checkpoint must keep.
 type aggState struct {
 	Seq uint64 `json:"seq"`
-	// Open windows by window number (Time / window).
+	// Open windows by window number (Event / window).
 	Windows map[int64]map[uint64]*acc `json:"windows"`
 	// ClosedBelow: windows below this number are closed; later tuples
 	// for them go to the oldest open window and count as late.
 	ClosedBelow int64  `json:"closedBelow"`
 	Late        int64  `json:"late"`
 	PendingLost uint64 `json:"pendingLost"`
+	MaxEvent    int64  `json:"maxEvent"`
+	Seen        bool   `json:"seen"`
 }
 
 func NewAggregate(name string, p *v1alpha1.OperatorParams, env Env) (*Aggregate, error) {
@@ -65,14 +72,22 @@ func NewAggregate(name string, p *v1alpha1.OperatorParams, env Env) (*Aggregate,
 	if win < 1 {
 		return nil, fmt.Errorf("aggregate %q: windowMillis must be positive", name)
 	}
+	now := env.Now
+	if now == nil {
+		now = func() int64 { return time.Now().UnixNano() }
+	}
 	return &Aggregate{out: env.Out, fn: fn, window: win * 1e6, tracker: NewTracker(true),
-		origin: OriginID(name), epoch: env.Epoch,
+		origin: OriginID(name), epoch: env.Epoch, now: now,
 		st: aggState{Windows: map[int64]map[uint64]*acc{}, ClosedBelow: math.MinInt64}}, nil
 }
 
 func (a *Aggregate) Process(_ int, t *wire.Tuple) {
 	a.st.PendingLost += a.tracker.Observe(t) + uint64(t.Lost)
-	w := t.Time / a.window
+	if !a.st.Seen || t.Event > a.st.MaxEvent {
+		a.st.MaxEvent, a.st.Seen = t.Event, true
+		a.wallAtMax = a.now()
+	}
+	w := t.Event / a.window
 	if w < a.st.ClosedBelow {
 		a.st.Late++
 		w = a.st.ClosedBelow
@@ -97,8 +112,14 @@ func (a *Aggregate) Process(_ int, t *wire.Tuple) {
 	a.closeBelow(w)
 }
 
-// Tick closes windows that ended a full window before now.
-func (a *Aggregate) Tick(now int64) { a.closeBelow(now/a.window - 1) }
+// Tick closes windows that ended a full window before the event clock.
+func (a *Aggregate) Tick(now int64) {
+	if !a.st.Seen {
+		return
+	}
+	est := a.st.MaxEvent + max(now-a.wallAtMax, 0)
+	a.closeBelow(est/a.window - 1)
+}
 
 // Finish closes every window.
 func (a *Aggregate) Finish() { a.closeBelow(math.MaxInt64) }
@@ -119,14 +140,14 @@ func (a *Aggregate) closeBelow(w int64) {
 		}
 		slices.Sort(ws)
 		for _, x := range ws {
-			a.emit(a.st.Windows[x])
+			a.emit(x, a.st.Windows[x])
 			delete(a.st.Windows, x)
 		}
 	}
 	a.st.ClosedBelow = w
 }
 
-func (a *Aggregate) emit(keys map[uint64]*acc) {
+func (a *Aggregate) emit(w int64, keys map[uint64]*acc) {
 	a.keys = a.keys[:0]
 	for k := range keys {
 		a.keys = append(a.keys, k)
@@ -147,7 +168,10 @@ func (a *Aggregate) emit(keys map[uint64]*acc) {
 		case "avg":
 			v = c.Sum / c.Count
 		}
-		a.t = wire.Tuple{Origin: a.origin, Epoch: a.epoch, Seq: a.st.Seq, Key: k, Time: c.MaxTime, Value: v,
+		// Event time: the window's last instant, so that a downstream
+		// window of the same length puts it in the same window.
+		a.t = wire.Tuple{Origin: a.origin, Epoch: a.epoch, Seq: a.st.Seq, Key: k, Time: c.MaxTime,
+			Event: (w+1)*a.window - 1, Value: v,
 			Lost: uint32(min(a.st.PendingLost, math.MaxUint32))}
 		a.st.PendingLost -= uint64(a.t.Lost)
 		a.st.Seq++
@@ -176,6 +200,7 @@ func (a *Aggregate) Restore(b []byte) error {
 		s.State.Windows = map[int64]map[uint64]*acc{}
 	}
 	a.st = s.State
+	a.wallAtMax = a.now()
 	a.tracker.Restore(s.Tracker)
 	return nil
 }

@@ -48,7 +48,8 @@ func TestSourceIsDeterministic(t *testing.T) {
 		if a[i].Seq != uint64(i) || a[i].Key >= 7 || len(a[i].Payload) != 5 || a[i].Origin != OriginID("src") || a[i].Epoch != 1 {
 			t.Fatalf("tuple %d = %+v", i, a[i])
 		}
-		if a[i].Key != b[i].Key || a[i].Value != b[i].Value || a[i].Seq != b[i].Seq {
+		if a[i].Key != b[i].Key || a[i].Value != b[i].Value || a[i].Seq != b[i].Seq || a[i].Event != b[i].Event ||
+			a[i].Event != int64(i)*1000 {
 			t.Fatalf("tuple %d differs between runs: %+v vs %+v", i, a[i], b[i])
 		}
 	}
@@ -173,7 +174,7 @@ func TestMapAndUnionPassThrough(t *testing.T) {
 }
 
 func aggTuple(seq uint64, key uint64, ms int64, v int64) *wire.Tuple {
-	return &wire.Tuple{Origin: 1, Seq: seq, Key: key, Time: ms * 1e6, Value: v}
+	return &wire.Tuple{Origin: 1, Seq: seq, Key: key, Time: ms * 1e6, Event: ms * 1e6, Value: v}
 }
 
 func TestAggregateWindows(t *testing.T) {
@@ -193,7 +194,7 @@ func TestAggregateWindows(t *testing.T) {
 	if len(got) != 2 || got[0].Key != 1 || got[0].Value != 1 || got[1].Key != 2 || got[1].Value != 12 {
 		t.Fatalf("window 0 = %+v", got)
 	}
-	if got[0].Seq != 0 || got[1].Seq != 1 || got[0].Origin != OriginID("agg") || got[0].Epoch != 4 || got[1].Time != 90e6 {
+	if got[0].Seq != 0 || got[1].Seq != 1 || got[0].Origin != OriginID("agg") || got[0].Epoch != 4 || got[1].Time != 90e6 || got[1].Event != 100e6-1 {
 		t.Fatalf("output numbering %+v", got)
 	}
 	a.Process(0, aggTuple(6, 1, 50, 1000)) // late: goes to window 1
@@ -233,14 +234,16 @@ func TestAggregateWindows(t *testing.T) {
 
 func TestAggregateTickClosesQuietWindows(t *testing.T) {
 	out := &fakeOut{}
-	a, _ := NewAggregate("agg", &v1alpha1.OperatorParams{WindowMillis: i64(100)}, Env{Out: out})
+	wall := int64(5e9)
+	a, _ := NewAggregate("agg", &v1alpha1.OperatorParams{WindowMillis: i64(100)}, Env{Out: out, Now: func() int64 { return wall }})
+	a.Tick(wall + 1e9) // nothing seen yet
 	a.Process(0, aggTuple(0, 1, 10, 1))
-	a.Process(0, aggTuple(1, 1, 20, 1))
-	a.Tick(150e6)
+	a.Process(0, aggTuple(1, 1, 20, 1)) // event clock 20ms at wall 5s
+	a.Tick(wall + 170e6)                // event clock 190ms
 	if len(out.port(0)) != 0 {
 		t.Fatal("closed a window less than a window after its end")
 	}
-	a.Tick(200e6)
+	a.Tick(wall + 180e6) // event clock 200ms: window 0 is a window behind
 	if got := out.port(0); len(got) != 1 || got[0].Value != 2 {
 		t.Fatalf("count window = %+v", got)
 	}
@@ -288,5 +291,17 @@ func TestNewByKind(t *testing.T) {
 	}
 	if _, err := New(&v1alpha1.Operator{Name: "x", Kind: "aggregate", Params: &v1alpha1.OperatorParams{Function: "median"}}, Env{}); err == nil {
 		t.Fatal("unknown function accepted")
+	}
+}
+
+func TestEventTime(t *testing.T) {
+	for _, c := range []struct {
+		seq  uint64
+		per  int64
+		want int64
+	}{{0, 10, 0}, {1, 10, 1e8}, {25, 10, 25e8}, {3, 3, 1e9}, {1 << 40, 1000, (1 << 40) * 1e6}} {
+		if got := EventTime(c.seq, c.per); got != c.want {
+			t.Errorf("EventTime(%d, %d) = %d, want %d", c.seq, c.per, got, c.want)
+		}
 	}
 }

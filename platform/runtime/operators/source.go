@@ -8,14 +8,16 @@ import (
 	"sluice.dev/sluice/platform/runtime/wire"
 )
 
-// Source emits tuples numbered 0, 1, 2, ... in its epoch. Key, value and
-// payload are functions of the sequence number, so two runs emit the same
-// data; Time is the emission time, for latency.
+// Source emits tuples numbered 0, 1, 2, ... in its epoch. Key, value,
+// payload and event time are functions of the sequence number, so two runs
+// (and a replay) emit the same data; Time is the wall-clock emission time,
+// for latency.
 type Source struct {
 	origin  uint32
 	epoch   uint32
 	out     Emitter
 	rate    int64
+	per     int64 // event-time rate: tuples per second of event time
 	keys    uint64
 	count   uint64
 	payload []byte
@@ -37,6 +39,10 @@ func NewSource(name string, p *v1alpha1.OperatorParams, env Env) *Source {
 		rate: deref64(p.Rate, 0), keys: uint64(max(deref64(p.Keys, 1000), 1)),
 		count: uint64(max(deref64(p.Count, 0), 0)),
 	}
+	s.per = s.rate
+	if s.per <= 0 {
+		s.per = UnpacedEventRate
+	}
 	s.payload = make([]byte, deref32(p.TupleSize, 0))
 	for i := range s.payload {
 		s.payload[i] = byte(s.origin>>(8*(i%4))) ^ byte(i)
@@ -52,10 +58,21 @@ func (s *Source) Finish()                  {}
 // Seq is the next sequence number.
 func (s *Source) Seq() uint64 { return s.seq }
 
+// UnpacedEventRate is the event-time rate of a source without a rate:
+// its tuples are a microsecond apart in event time.
+const UnpacedEventRate = 1_000_000
+
+// EventTime is the event time of tuple seq of a source emitting per
+// tuples per second of event time: seq/per seconds, in nanoseconds.
+func EventTime(seq uint64, per int64) int64 {
+	p := uint64(per)
+	return int64(seq/p*1e9 + seq%p*1e9/p)
+}
+
 // Tuple fills t with the tuple of sequence seq (payload shared).
 func (s *Source) Tuple(seq uint64, now int64, t *wire.Tuple) {
 	*t = wire.Tuple{Origin: s.origin, Epoch: s.epoch, Seq: seq, Key: mix64(seq) % s.keys,
-		Time: now, Value: int64(1 + seq%10), Payload: s.payload}
+		Time: now, Event: EventTime(seq, s.per), Value: int64(1 + seq%10), Payload: s.payload}
 }
 
 // Emit emits the next n tuples stamped with now.

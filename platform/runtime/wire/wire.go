@@ -30,7 +30,7 @@ const (
 	// BatchHeaderLen is the tuple count (u32) at the start of a batch body.
 	BatchHeaderLen = 4
 	// TupleHeaderLen is the fixed part of an encoded tuple.
-	TupleHeaderLen = 4 + 4 + 8 + 4 + 4 + 8 + 8 + 8 + 4
+	TupleHeaderLen = 4 + 4 + 8 + 4 + 4 + 8 + 8 + 8 + 8 + 4
 	// MaxFrame bounds a frame body; a larger length prefix is hostile.
 	MaxFrame = 8 << 20
 	// MaxPayload bounds one tuple's payload (the API allows 1 MiB).
@@ -54,8 +54,13 @@ type Tuple struct {
 	// Lost counts input tuples a re-numbering operator found missing.
 	Lost uint32
 	Key  uint64
-	// Time is the origin's emission time in Unix nanoseconds.
-	Time    int64
+	// Time is the source's emission time in Unix nanoseconds (wall
+	// clock), for end-to-end latency.
+	Time int64
+	// Event is the tuple's event time in nanoseconds: a function of the
+	// source sequence number, so that windows hold the same tuples on
+	// every run and on replay.
+	Event   int64
 	Value   int64
 	Payload []byte
 }
@@ -82,8 +87,9 @@ func AppendTuple(b []byte, t *Tuple) []byte {
 	le.PutUint32(p[20:], t.Lost)
 	le.PutUint64(p[24:], t.Key)
 	le.PutUint64(p[32:], uint64(t.Time))
-	le.PutUint64(p[40:], uint64(t.Value))
-	le.PutUint32(p[48:], uint32(len(t.Payload)))
+	le.PutUint64(p[40:], uint64(t.Event))
+	le.PutUint64(p[48:], uint64(t.Value))
+	le.PutUint32(p[56:], uint32(len(t.Payload)))
 	copy(p[TupleHeaderLen:], t.Payload)
 	return b
 }
@@ -142,7 +148,7 @@ func DecodeBatch(body []byte, dst []Tuple) ([]Tuple, error) {
 		if len(p) < TupleHeaderLen {
 			return dst, ErrTupleShort
 		}
-		plen := le.Uint32(p[48:])
+		plen := le.Uint32(p[56:])
 		if plen > MaxPayload || uint64(plen) > uint64(len(p)-TupleHeaderLen) {
 			return dst, ErrPayloadLen
 		}
@@ -155,7 +161,8 @@ func DecodeBatch(body []byte, dst []Tuple) ([]Tuple, error) {
 			Lost:    le.Uint32(p[20:]),
 			Key:     le.Uint64(p[24:]),
 			Time:    int64(le.Uint64(p[32:])),
-			Value:   int64(le.Uint64(p[40:])),
+			Event:   int64(le.Uint64(p[40:])),
+			Value:   int64(le.Uint64(p[48:])),
 			Payload: p[TupleHeaderLen:end:end],
 		})
 		p = p[end:]

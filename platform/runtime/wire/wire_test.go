@@ -15,7 +15,7 @@ func sample(n int) []Tuple {
 	ts := make([]Tuple, n)
 	for i := range ts {
 		ts[i] = Tuple{Origin: 7, Epoch: 3, Seq: uint64(i), Skip: uint32(i % 3), Lost: uint32(i % 2),
-			Key: uint64(i * 31), Time: int64(1e18) + int64(i), Value: -int64(i), Payload: bytes.Repeat([]byte{byte(i)}, i%5)}
+			Key: uint64(i * 31), Time: int64(1e18) + int64(i), Event: int64(i) * 1000, Value: -int64(i), Payload: bytes.Repeat([]byte{byte(i)}, i%5)}
 	}
 	return ts
 }
@@ -96,7 +96,7 @@ func TestMalformedFrames(t *testing.T) {
 	hugeCount := append([]byte(nil), body...)
 	binary.LittleEndian.PutUint32(hugeCount, 1<<31)
 	badPayload := append([]byte(nil), body...)
-	binary.LittleEndian.PutUint32(badPayload[BatchHeaderLen+48:], 1<<30)
+	binary.LittleEndian.PutUint32(badPayload[BatchHeaderLen+56:], 1<<30)
 	cases := []struct {
 		name   string
 		stream []byte
