@@ -27,6 +27,7 @@ import (
 	"sluice.dev/sluice/platform/peconfig"
 	"sluice.dev/sluice/sim/apiserver"
 	"sluice.dev/sluice/sim/clock"
+	"sluice.dev/sluice/sim/cluster/paramfile"
 	"sluice.dev/sluice/sim/dataplane"
 	"sluice.dev/sluice/sim/engine"
 	"sluice.dev/sluice/sim/kubelet"
@@ -83,6 +84,8 @@ type Params struct {
 	Epoch time.Time
 	// Scheme; nil means client-go's kinds plus Sluice's API.
 	Scheme *runtime.Scheme
+	// Overrides are the parameter files applied with Override, by model.
+	Overrides map[string]map[string]paramfile.Entry
 }
 
 // DefaultParams are the embedded defaults of every model.

@@ -36,3 +36,6 @@ func DefaultParams() Params {
 	paramfile.MustLoad(paramsYAML, &p)
 	return p
 }
+
+// ParamFile is the embedded default parameter file, with each value's source.
+func ParamFile() []byte { return paramsYAML }

@@ -34,3 +34,6 @@ func DefaultParams() Params {
 }
 
 func durationParam(d time.Duration) paramfile.Duration { return paramfile.Duration(d) }
+
+// ParamFile is the embedded default parameter file, with each value's source.
+func ParamFile() []byte { return paramsYAML }

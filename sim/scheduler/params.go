@@ -41,3 +41,6 @@ func (p Params) Backoff(attempts int) time.Duration {
 	}
 	return d
 }
+
+// ParamFile is the embedded default parameter file, with each value's source.
+func ParamFile() []byte { return paramsYAML }

@@ -98,6 +98,30 @@ func Load(data []byte, out any) error {
 	return nil
 }
 
+// Overlay decodes a parameter file that gives some of the parameters (each
+// with its source, like a full file) over out, which keeps the values the
+// file does not name. It returns the entries it applied.
+func Overlay(data []byte, out any) (map[string]Entry, error) {
+	m, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	flat := make(map[string]json.RawMessage, len(m))
+	for k, e := range m {
+		flat[k] = e.Value
+	}
+	raw, err := json.Marshal(flat)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return nil, fmt.Errorf("parameter file: %w", err)
+	}
+	return m, nil
+}
+
 // MustLoad is Load for embedded files, which are part of the program.
 func MustLoad(data []byte, out any) {
 	if err := Load(data, out); err != nil {

@@ -40,3 +40,20 @@ func TestLoadRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestOverlay(t *testing.T) {
+	p := testParams{Grace: Duration(50 * time.Second), Rate: 0.1}
+	applied, err := Overlay([]byte(`rate: {value: 0.5, source: "kind: measured 2026-01-01"}`), &p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Rate != 0.5 || p.Grace.D() != 50*time.Second || applied["rate"].Source != "kind: measured 2026-01-01" {
+		t.Fatalf("%+v %+v", p, applied)
+	}
+	if _, err := Overlay([]byte(`rate: {value: 0.5}`), &p); err == nil {
+		t.Fatal("override without a source accepted")
+	}
+	if _, err := Overlay([]byte(`typo: {value: 1, source: "guess: x"}`), &p); err == nil {
+		t.Fatal("unknown parameter accepted")
+	}
+}
