@@ -1,7 +1,10 @@
 package driver
 
 import (
+	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +61,36 @@ func TestDriverDeterministic(t *testing.T) {
 	}
 	if a == trace(12) {
 		t.Fatal("different seeds, same trace")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+// TestGoldenTrace pins the reconcile trace of a fixed seed: any change to
+// the timing model shows up as a diff here (rerun with -update after an
+// intended change and review the diff).
+func TestGoldenTrace(t *testing.T) {
+	got := trace(7)
+	path := filepath.Join("testdata", "trace-seed7.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+		for i := 0; i < len(gl) && i < len(wl); i++ {
+			if gl[i] != wl[i] {
+				t.Fatalf("trace differs from %s at line %d:\n got %s\nwant %s", path, i+1, gl[i], wl[i])
+			}
+		}
+		t.Fatalf("trace differs from %s in length: %d vs %d lines", path, len(gl), len(wl))
 	}
 }
