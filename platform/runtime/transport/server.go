@@ -131,8 +131,15 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// MaxConns bounds the connections one input port serves at once: its
+// expected streams twice over (an old and a replacing connection each),
+// plus a few for stragglers. More are closed at once, so a flood of
+// connections cannot grow the PE's memory without bound.
+func MaxConns(in Input) int { return 2*len(in.Streams) + 8 }
+
 func (s *Server) accept(l net.Listener, in Input) {
 	defer s.wg.Done()
+	slots := make(chan struct{}, MaxConns(in))
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -141,8 +148,19 @@ func (s *Server) accept(l net.Listener, in Input) {
 			}
 			return
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			s.cfg.Metrics.WireErrors.WithLabelValues("too_many_connections").Inc()
+			s.cfg.Log.Warn("closing connection: too many on this port", "port", in.Port, "peer", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
 		s.wg.Add(1)
-		go s.serve(c, in)
+		go func() {
+			defer func() { <-slots }()
+			s.serve(c, in)
+		}()
 	}
 }
 

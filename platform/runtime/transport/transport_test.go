@@ -145,3 +145,31 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.Counter.GetValue()
 }
+
+// Connections beyond the port's bound are closed at once and counted.
+func TestServerBoundsConnections(t *testing.T) {
+	host, port := freeAddr(t)
+	m := metrics.New()
+	in := Input{Port: 0, Streams: []int32{1}}
+	s := NewServer(ServerConfig{Inputs: []Input{in}, Host: host, Base: port, Deliver: &recorder{}, Metrics: m})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < MaxConns(in)+3; i++ {
+		c, err := net.Dial("tcp", net.JoinHostPort(host, itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c) // silent: each holds a slot until the handshake times out
+	}
+	waitFor(t, "excess connections refused", func() bool {
+		return counterValue(t, m.WireErrors.WithLabelValues("too_many_connections")) == 3
+	})
+}

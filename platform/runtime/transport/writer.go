@@ -290,6 +290,12 @@ func (w *Writer) Run(ctx context.Context) {
 			}(c, dead)
 			w.setUp(true)
 		}
+		if w.broken.Load() {
+			// An inline write failed: reconnect before taking more from
+			// the queue, so that what is queued goes to the new connection.
+			closeConn()
+			continue
+		}
 		var it item
 		select {
 		case <-ctx.Done():
