@@ -203,6 +203,9 @@ func (c *Client) Get(ctx context.Context, key client.ObjectKey, obj client.Objec
 		return err
 	}
 	c.charge()
+	if err := c.intercept("get", "", ks, key.Namespace, key.Name); err != nil {
+		return err
+	}
 	o, err := c.s.get(ks, key.Namespace, key.Name)
 	if err != nil {
 		return err
@@ -217,6 +220,10 @@ func (c *Client) List(ctx context.Context, list client.ObjectList, opts ...clien
 		return err
 	}
 	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	if err := c.intercept("list", "", ks, lo.Namespace, ""); err != nil {
+		c.charge()
+		return err
+	}
 	objs, err := c.s.list(ks, lo)
 	c.chargeExtra(time.Duration(len(objs)) * c.s.p.ListLatencyPerObject)
 	if err != nil {
@@ -249,6 +256,9 @@ func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.C
 	if len(co.DryRun) > 0 {
 		return fmt.Errorf("apiserver: dry run is not supported")
 	}
+	if err := c.intercept("create", "", ks, obj.GetNamespace(), obj.GetName()); err != nil {
+		return err
+	}
 	o, err := c.s.create(ks, obj, at)
 	if err != nil {
 		return err
@@ -267,6 +277,13 @@ func (c *Client) update(obj client.Object, status bool) error {
 		return err
 	}
 	at := c.charge()
+	sub := ""
+	if status {
+		sub = "status"
+	}
+	if err := c.intercept("update", sub, ks, obj.GetNamespace(), obj.GetName()); err != nil {
+		return err
+	}
 	o, err := c.s.update(ks, obj, status, at)
 	if err != nil {
 		return err
@@ -282,6 +299,9 @@ func (c *Client) Delete(ctx context.Context, obj client.Object, opts ...client.D
 	}
 	do := (&client.DeleteOptions{}).ApplyOptions(opts)
 	at := c.charge()
+	if err := c.intercept("delete", "", ks, obj.GetNamespace(), obj.GetName()); err != nil {
+		return err
+	}
 	_, err = c.s.delete(ks, obj.GetNamespace(), obj.GetName(), do, at)
 	return err
 }
@@ -294,6 +314,9 @@ func (c *Client) DeleteAllOf(ctx context.Context, obj client.Object, opts ...cli
 	dao := (&client.DeleteAllOfOptions{}).ApplyOptions(opts)
 	// One request server-side (a collection delete).
 	at := c.charge()
+	if err := c.intercept("deletecollection", "", ks, dao.Namespace, ""); err != nil {
+		return err
+	}
 	objs, err := c.s.list(ks, &dao.ListOptions)
 	if err != nil {
 		return err
@@ -320,6 +343,13 @@ func (c *Client) patch(obj client.Object, patch client.Patch, status bool) error
 		return err
 	}
 	at := c.charge()
+	sub := ""
+	if status {
+		sub = "status"
+	}
+	if err := c.intercept("patch", sub, ks, obj.GetNamespace(), obj.GetName()); err != nil {
+		return err
+	}
 	c.s.stats.Patch++
 	cur, err := c.s.get(ks, obj.GetNamespace(), obj.GetName())
 	c.s.stats.Get--
@@ -394,6 +424,9 @@ func (sc *subClient) Create(ctx context.Context, obj, subResource client.Object,
 	if name == "" {
 		name = obj.GetName()
 	}
+	if err := sc.c.intercept("create", "binding", ks, obj.GetNamespace(), name); err != nil {
+		return err
+	}
 	o, err := sc.c.s.bind(ks, obj.GetNamespace(), name, b, at)
 	if err != nil {
 		return err
@@ -428,3 +461,22 @@ func (c *Client) ChargeList(n int) time.Duration {
 
 // Session is the open session, nil outside one.
 func (c *Client) Session() *Session { return c.sess }
+
+// Request describes one API request, for Server.Intercept.
+type Request struct {
+	User        string
+	Verb        string // get, list, create, update, patch, delete, deletecollection
+	Subresource string // "", "status" or "binding"
+	GVK         schema.GroupVersionKind
+	Namespace   string
+	Name        string
+}
+
+// intercept asks the server's Intercept hook about a request; the request's
+// latency has already been charged (a failed request still takes time).
+func (c *Client) intercept(verb, sub string, ks *kindStore, namespace, name string) error {
+	if c.s.Intercept == nil {
+		return nil
+	}
+	return c.s.Intercept(Request{User: c.o.User, Verb: verb, Subresource: sub, GVK: ks.gvk, Namespace: namespace, Name: name})
+}

@@ -137,6 +137,11 @@ type Server struct {
 	all        []*Watcher
 
 	stats Stats
+
+	// Intercept, if set, sees every request made through a Client before it
+	// is served; a non-nil error fails the request with that error. For
+	// fault injection (an unavailable API server, injected conflicts).
+	Intercept func(Request) error
 }
 
 // Stats counts requests served, by verb.

@@ -575,3 +575,40 @@ func TestTokenBucketReadyAt(t *testing.T) {
 		t.Fatalf("after a debt, ready at %v", got)
 	}
 }
+
+func TestInterceptInjectsFaults(t *testing.T) {
+	e, s := newServer(t)
+	c := s.NewClient(ClientOptions{User: "op", Latency: true})
+	var seen []string
+	s.Intercept = func(r Request) error {
+		seen = append(seen, fmt.Sprintf("%s %s %s/%s %s %s", r.User, r.Verb, r.Namespace, r.Name, r.GVK.Kind, r.Subresource))
+		if r.Verb == "update" && r.Subresource == "status" {
+			return apierrors.NewServiceUnavailable("injected")
+		}
+		return nil
+	}
+	j := job("a")
+	c.Begin()
+	if err := c.Create(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	j.Status.PEs = 2
+	if err := c.Status().Update(ctx, j); !apierrors.IsServiceUnavailable(err) {
+		t.Fatalf("injected error not returned: %v", err)
+	}
+	sess := c.End()
+	if sess.Requests != 2 || sess.Elapsed != 20*time.Millisecond {
+		t.Fatalf("a failed request must still take time: %+v", sess)
+	}
+	var got v1alpha1.Job
+	s.Intercept = nil
+	s.Client("x").Get(ctx, client.ObjectKeyFromObject(j), &got)
+	if got.Status.PEs != 0 {
+		t.Fatal("failed status update was applied")
+	}
+	want := "[op create ns/a Job  op update ns/a Job status]"
+	if fmt.Sprint(seen) != want {
+		t.Fatalf("intercepted %v, want %s", seen, want)
+	}
+	_ = e
+}
