@@ -231,6 +231,11 @@ func ctrKey(pod *corev1.Pod, name string) string {
 func (k *Kubelet) admit(ps *podState) {
 	ps.startedAt = k.e.Now()
 	k.writeStatus(ps)
+	for _, c := range ps.ctrs {
+		if c.spec.ReadinessProbe != nil {
+			k.startProbe(ps, c)
+		}
+	}
 	k.mountVolumes(ps, k.p.MountRetryInitial.D(), func() {
 		k.after(ps, k.jitter(k.p.SandboxCreate.D()), func() {
 			ps.sandbox = true
@@ -356,11 +361,7 @@ func (k *Kubelet) run(ps *podState, c *container) {
 	c.startedAt = k.e.Now()
 	c.ready = false
 	c.successes, c.failures = 0, 0
-	if c.spec.ReadinessProbe == nil {
-		c.ready = true
-	} else {
-		k.startProbe(ps, c)
-	}
+	c.ready = c.spec.ReadinessProbe == nil
 	k.writeStatus(ps)
 	if k.allRunning(ps) && k.OnRunning != nil {
 		k.OnRunning(ps.pod)
@@ -376,10 +377,13 @@ func (k *Kubelet) allRunning(ps *podState) bool {
 	return true
 }
 
-// startProbe runs the readiness prober worker of a container: a probe at
-// once and then every period, ignored until initialDelaySeconds have passed
-// since the container started; successThreshold consecutive successes make
-// it ready, failureThreshold consecutive failures not ready.
+// startProbe runs the readiness prober worker of a container. As in the
+// kubelet, the worker is created when the pod is admitted and ticks every
+// period from then on, so its phase is the pod's, not the container's: a
+// tick does nothing while the container is not running or is younger than
+// initialDelaySeconds; successThreshold consecutive successes make it
+// ready, failureThreshold consecutive failures not ready. The worker lives
+// across container restarts.
 func (k *Kubelet) startProbe(ps *podState, c *container) {
 	pr := c.spec.ReadinessProbe
 	period := time.Duration(pr.PeriodSeconds) * time.Second
@@ -395,14 +399,13 @@ func (k *Kubelet) startProbe(ps *podState, c *container) {
 	}
 	delay := time.Duration(pr.InitialDelaySeconds) * time.Second
 	epoch := ps.epoch
-	started := c.startedAt
 	var tick func()
 	tick = func() {
 		c.probe = nil
-		if !k.up || ps.epoch != epoch || c.phase != ctrRunning || c.startedAt != started {
+		if !k.up || ps.epoch != epoch {
 			return
 		}
-		if k.e.Now()-c.startedAt >= delay {
+		if c.phase == ctrRunning && k.e.Now()-c.startedAt >= delay {
 			ok := k.Ready == nil || k.Ready(ps.pod, c.spec.Name)
 			changed := false
 			if ok {
@@ -451,10 +454,6 @@ func (k *Kubelet) exited(ps *podState, c *container, code int32) {
 	c.reason = "Completed"
 	if code != 0 {
 		c.reason = "Error"
-	}
-	if c.probe != nil {
-		c.probe.Stop()
-		c.probe = nil
 	}
 	c.last = &corev1.ContainerStateTerminated{
 		ExitCode: code, Reason: c.reason,

@@ -152,21 +152,31 @@ func TestReadinessProbeTiming(t *testing.T) {
 	}
 	r.e.RunUntil(time.Minute)
 	w := apiserver.DefaultParams().WatchDelay
-	start := w + p.VolumeSetup.D() + p.SandboxCreate.D() + p.ContainerStart.D()
-	// Probes run at start, +2s, +4s, +6s...; results count from +5s.
+	admit := w // the prober worker starts when the kubelet admits the pod
+	start := admit + p.VolumeSetup.D() + p.SandboxCreate.D() + p.ContainerStart.D()
+	period := 2 * time.Second
+	// tick is the first probe at or after t.
+	tick := func(t time.Duration) time.Duration {
+		k := (t - admit + period - 1) / period
+		return admit + k*period
+	}
+	// Probes tick at admit+2k s; results count once the container is 5 s old.
+	first := tick(start + 5*time.Second)
 	cases := map[string]time.Duration{
-		"probe": start + 6*time.Second + w,
-		"twice": start + 8*time.Second + w,
-		// first probe at or after 20 s: start+20s > 20s
-		"late": start + 20*time.Second + w,
+		"probe": first + w,
+		"twice": first + period + w, // two successes in a row
+		"late":  tick(20*time.Second) + w,
 	}
 	for name, want := range cases {
 		if at, _ := r.first(name, func(o obs) bool { return o.ready }); at != want {
 			t.Errorf("%s Ready at %v, want %v", name, at, want)
 		}
 	}
+	if cases["probe"]-start <= 5*time.Second || cases["probe"]-start > 5*time.Second+period+w {
+		t.Fatalf("ready %v after start: not within one period after the initial delay", cases["probe"]-start)
+	}
 	// Three failed probes make a ready container unready.
-	brokenAt := r.e.Now() + 10*time.Second
+	brokenAt := r.e.Now() + 10*time.Second + 300*time.Millisecond
 	r.k.Ready = func(pod *corev1.Pod, _ string) bool { return r.e.Now() < brokenAt }
 	r.e.RunUntil(brokenAt + time.Minute)
 	seen := r.seen["probe"]
@@ -176,10 +186,7 @@ func TestReadinessProbeTiming(t *testing.T) {
 			unready = seen[i].at
 		}
 	}
-	// probes at start+2k s; the first failing one is the first at or after
-	// brokenAt, and readiness is lost at the third
-	firstFail := start + 2*time.Second*((brokenAt-start+2*time.Second-1)/(2*time.Second))
-	if want := firstFail + 4*time.Second + w; unready != want {
+	if want := tick(brokenAt) + 2*period + w; unready != want {
 		t.Fatalf("unready at %v, want %v", unready, want)
 	}
 }
