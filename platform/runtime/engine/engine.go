@@ -483,3 +483,42 @@ func (e *Engine) Shutdown(grace time.Duration) {
 	e.cancel()
 	e.wg.Wait()
 }
+
+// Snapshot saves the state of every stateful operator of the PE, between
+// batches (a consistent-region checkpoint calls it once the region is
+// drained).
+func (e *Engine) Snapshot() (map[string][]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string][]byte{}
+	for _, n := range e.nodes {
+		if s, ok := n.op.(operators.Stateful); ok {
+			b, err := s.Snapshot()
+			if err != nil {
+				return nil, fmt.Errorf("snapshot of %s: %w", n.name, err)
+			}
+			out[n.name] = b
+		}
+	}
+	return out, nil
+}
+
+// Restore gives each stateful operator named in states its saved state.
+func (e *Engine) Restore(states map[string][]byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range e.nodes {
+		b, ok := states[n.name]
+		if !ok {
+			continue
+		}
+		s, ok := n.op.(operators.Stateful)
+		if !ok {
+			return fmt.Errorf("operator %s has no state to restore", n.name)
+		}
+		if err := s.Restore(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

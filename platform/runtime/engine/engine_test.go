@@ -409,3 +409,32 @@ func TestUnionSplitAcrossPEs(t *testing.T) {
 		t.Fatalf("sinks saw %d tuples with value sum %d", total, values)
 	}
 }
+
+func TestSnapshotRestoreStatefulOperators(t *testing.T) {
+	plan, _ := app.Build("test", "job", chain(
+		v1alpha1.Operator{Name: "src", Kind: "source", Params: &v1alpha1.OperatorParams{Count: i64(10)}},
+		v1alpha1.Operator{Name: "agg", Kind: "aggregate"},
+		v1alpha1.Operator{Name: "sink", Kind: "sink"}))
+	spec := plan.PEs[1].Config
+	e, err := New(Options{PE: &spec, Ports: &plan.PortTable, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Feed the aggregate directly, as its input port would.
+	e.Deliver(0, []wire.Tuple{{Origin: 1, Seq: 0, Key: 1, Value: 1}, {Origin: 1, Seq: 1, Key: 2, Value: 1}})
+	snap, err := e.Snapshot()
+	if err != nil || len(snap["agg"]) == 0 || len(snap) != 1 {
+		t.Fatalf("snapshot %v, %v", snap, err)
+	}
+	e2, _ := New(Options{PE: &spec, Ports: &plan.PortTable, Log: quiet})
+	if err := e2.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := e2.Snapshot()
+	if string(again["agg"]) != string(snap["agg"]) {
+		t.Fatalf("restored state differs:\n%s\n%s", again["agg"], snap["agg"])
+	}
+	if err := e2.Restore(map[string][]byte{"agg": []byte("{")}); err == nil {
+		t.Fatal("corrupt state accepted")
+	}
+}
