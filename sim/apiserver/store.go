@@ -334,10 +334,10 @@ func (s *Server) delete(ks *kindStore, namespace, name string, opts *client.Dele
 			}
 			nf = append(nf, f)
 		}
+		// As the real server, an explicit policy rewrites these two
+		// finalizers even on an object already being deleted.
 		if want != "" && !slices.Contains(nf, want) {
-			if old.GetDeletionTimestamp() == nil {
-				nf = append(nf, want)
-			}
+			nf = append(nf, want)
 		}
 		if !slices.Equal(nf, fins) {
 			obj.SetFinalizers(nf)
