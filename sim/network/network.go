@@ -91,6 +91,8 @@ type service struct {
 	// programmed is what kube-proxy has in its rules.
 	programmed []types.NamespacedName
 	dnsAt      time.Duration
+	// dnsNext is when the last scheduled DNS answer change applies.
+	dnsNext time.Duration
 }
 
 // Network is the cluster network model.
@@ -245,8 +247,12 @@ func (n *Network) publish(k types.NamespacedName, s *service) {
 		if len(s.programmed) > 0 && n.p.DNSCacheTTL.D() > 0 {
 			d += time.Duration(n.e.Rand().Float64() * float64(n.p.DNSCacheTTL.D()))
 		}
+		// Answers change in order: a later change is never seen before an
+		// earlier one.
+		at := max(n.e.Now()+d, s.dnsNext)
+		s.dnsNext = at
 		eps := s.slice
-		n.e.After(d, func() {
+		n.e.At(at, func() {
 			if !equal(s.programmed, eps) {
 				s.programmed = eps
 				if n.OnProgrammed != nil {

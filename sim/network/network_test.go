@@ -170,3 +170,32 @@ func TestHeadlessServiceViaDNS(t *testing.T) {
 		t.Fatalf("removal seen at %v, want within [%v, %v]", programmed, base, base+p.DNSCacheTTL.D())
 	}
 }
+
+func TestHeadlessChangesApplyInOrder(t *testing.T) {
+	for seed := uint64(0); seed < 20; seed++ {
+		e := engine.New(seed)
+		clk := clock.New(e, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		api := apiserver.New(e, clk, clientgoscheme.Scheme, apiserver.DefaultParams())
+		c := api.Client("t")
+		n := New(api, DefaultParams())
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "pe", Namespace: "ns"},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, PublishNotReadyAddresses: true, Selector: map[string]string{"pe": "1"}}}
+		_ = c.Create(context.Background(), svc)
+		mkPod(t, c, "old", "n1", map[string]string{"pe": "1"})
+		e.RunUntil(time.Second)
+		setReady(t, c, "old", true)
+		e.RunUntil(10 * time.Second)
+		// The old pod goes, a new one comes 300 ms later.
+		var p corev1.Pod
+		_ = c.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "old"}, &p)
+		_ = c.Delete(context.Background(), &p)
+		e.RunUntil(e.Now() + 300*time.Millisecond)
+		mkPod(t, c, "new", "n2", map[string]string{"pe": "1"})
+		e.RunUntil(e.Now() + 10*time.Millisecond)
+		setReady(t, c, "new", true)
+		e.RunUntil(e.Now() + 20*time.Second)
+		if b := n.Backends(k("pe")); len(b) != 1 || b[0].Name != "new" {
+			t.Fatalf("seed %d: backends %v, want the new pod", seed, b)
+		}
+	}
+}
