@@ -41,7 +41,7 @@ type env struct {
 
 // newEnv builds a server with exact timings: 10ms per request, 2ms watch
 // delay, no jitter, and a manager with the given CPU cost per reconcile.
-func newEnv(t *testing.T, cpu time.Duration, cores int) *env {
+func newEnv(t testing.TB, cpu time.Duration, cores int) *env {
 	t.Helper()
 	e := engine.New(1)
 	clk := clock.New(e, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
