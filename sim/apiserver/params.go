@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	_ "embed"
+	"fmt"
 	"time"
 
 	"sluice.dev/sluice/sim/params"
@@ -43,6 +44,21 @@ func DefaultParams() Params {
 // LoadParams returns the embedded defaults overridden by the given YAML files.
 func LoadParams(overrides ...string) (Params, error) {
 	var p Params
-	err := params.Load(defaultParams, &p, overrides...)
-	return p, err
+	if err := params.Load(defaultParams, &p, overrides...); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+// Validate rejects values the model cannot run with.
+func (p Params) Validate() error {
+	switch {
+	case p.RequestLatency < 0 || p.WatchDelay < 0 || p.ListLatencyPerObject < 0 || p.DefaultPodGracePeriod < 0:
+		return fmt.Errorf("apiserver params: negative duration in %+v", p)
+	case p.RequestLatencyJitter < 0 || p.RequestLatencyJitter >= 1:
+		return fmt.Errorf("apiserver params: requestLatencyJitter %v not in [0, 1)", p.RequestLatencyJitter)
+	case p.ClientQPS < 0 || p.ClientBurst < 0 || (p.ClientQPS > 0 && p.ClientBurst < 1):
+		return fmt.Errorf("apiserver params: clientQPS %v / clientBurst %d", p.ClientQPS, p.ClientBurst)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -611,4 +612,21 @@ func TestInterceptInjectsFaults(t *testing.T) {
 		t.Fatalf("intercepted %v, want %s", seen, want)
 	}
 	_ = e
+}
+
+func TestParamsValidation(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.yaml"
+	if err := os.WriteFile(bad, []byte("requestLatencyJitter: 1.5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadParams(bad); err == nil {
+		t.Fatal("jitter 1.5 accepted")
+	}
+	good := dir + "/good.yaml"
+	os.WriteFile(good, []byte("requestLatency: 7ms\n"), 0o644)
+	p, err := LoadParams(good)
+	if err != nil || p.RequestLatency != 7*time.Millisecond || p.ClientQPS != 20 {
+		t.Fatalf("override: %+v %v", p, err)
+	}
 }

@@ -24,6 +24,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -64,8 +65,13 @@ func DefaultParams() Params {
 // LoadParams returns the embedded defaults overridden by the given files.
 func LoadParams(overrides ...string) (Params, error) {
 	var p Params
-	err := params.Load(defaultParams, &p, overrides...)
-	return p, err
+	if err := params.Load(defaultParams, &p, overrides...); err != nil {
+		return p, err
+	}
+	if p.Workers < 1 || p.QPS < 0 || p.Burst < 0 || p.ItemCPU < 0 {
+		return p, fmt.Errorf("gc params: workers must be >= 1, qps, burst and itemCPU >= 0: %+v", p)
+	}
+	return p, nil
 }
 
 type node struct {
