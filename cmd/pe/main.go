@@ -228,7 +228,23 @@ func localCmd(args []string) error {
 func benchCmd(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	quick := fs.Bool("quick", false, "shorter runs")
+	rawWriter := fs.String("raw-writer", "", "internal: ADDR,SIZE,DURATION: write to ADDR for the raw TCP baseline")
 	fs.Parse(args)
+	if *rawWriter != "" {
+		f := strings.Split(*rawWriter, ",")
+		if len(f) != 3 {
+			return fmt.Errorf("--raw-writer %q", *rawWriter)
+		}
+		size, err := strconv.Atoi(f[1])
+		if err != nil {
+			return err
+		}
+		d, err := time.ParseDuration(f[2])
+		if err != nil {
+			return err
+		}
+		return bench.RawWriter(f[0], size, d)
+	}
 	bin, err := os.Executable()
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -80,14 +81,17 @@ func RunJob(o Options, job *v1alpha1.Job, timeout time.Duration) (operators.Summ
 }
 
 // RawTCP copies size-byte writes over a loopback connection for d and
-// returns bytes per second.
-func RawTCP(d time.Duration, size int) (float64, error) {
+// returns bytes per second. With binary set, the writing side is a child
+// process (`pe bench --raw-writer ADDR,SIZE,DURATION`), so that the raw
+// copy, like a PE link, runs between two processes.
+func RawTCP(binary string, d time.Duration, size int) (float64, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	got := make(chan int64, 1)
+	start := time.Now()
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -95,23 +99,45 @@ func RawTCP(d time.Duration, size int) (float64, error) {
 			return
 		}
 		defer c.Close()
-		n, _ := io.CopyBuffer(io.Discard, c, make([]byte, 64<<10))
+		// A plain read loop with a 64 KiB buffer, like the PE's reader
+		// (io.Copy to io.Discard would read 8 KiB at a time).
+		buf := make([]byte, 64<<10)
+		var n int64
+		for {
+			k, err := c.Read(buf)
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
 		got <- n
 	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
+	if binary != "" {
+		arg := fmt.Sprintf("%s,%d,%s", l.Addr(), size, d)
+		if out, err := exec.Command(binary, "bench", "--raw-writer", arg).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("raw writer: %v: %s", err, out)
+		}
+	} else if err := RawWriter(l.Addr().String(), size, d); err != nil {
 		return 0, err
 	}
-	buf := make([]byte, size)
-	start := time.Now()
-	for time.Since(start) < d {
-		if _, err := c.Write(buf); err != nil {
-			return 0, err
-		}
-	}
-	c.Close()
 	n := <-got
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// RawWriter writes size-byte buffers to addr for d.
+func RawWriter(addr string, size int, d time.Duration) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, size)
+	for start := time.Now(); time.Since(start) < d; {
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LinkResult is one throughput measurement.
@@ -239,7 +265,7 @@ func Run(out io.Writer, o Options) error {
 		// The machine is shared: measure raw TCP before and after the link
 		// and take the better, so that the ratio is not flattered by a
 		// raw run that happened to be starved.
-		raw, err := RawTCP(rawDur, 64<<10)
+		raw, err := RawTCP(o.Binary, rawDur, 64<<10)
 		if err != nil {
 			return err
 		}
@@ -247,7 +273,7 @@ func Run(out io.Writer, o Options) error {
 		if err != nil {
 			return err
 		}
-		raw2, err := RawTCP(rawDur, 64<<10)
+		raw2, err := RawTCP(o.Binary, rawDur, 64<<10)
 		if err != nil {
 			return err
 		}

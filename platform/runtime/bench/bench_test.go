@@ -22,7 +22,7 @@ func TestRSSOfThisProcess(t *testing.T) {
 }
 
 func TestRawTCPMovesBytes(t *testing.T) {
-	bps, err := RawTCP(100*time.Millisecond, 64<<10)
+	bps, err := RawTCP("", 100*time.Millisecond, 64<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestRawTCPMovesBytes(t *testing.T) {
 }
 
 func BenchmarkRawTCP64K(b *testing.B) {
-	bps, err := RawTCP(time.Second, 64<<10)
+	bps, err := RawTCP("", time.Second, 64<<10)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -97,8 +97,9 @@ func (n *node) Emit(port int, t *wire.Tuple) {
 }
 
 type route struct {
-	node *node
-	port int
+	node  *node
+	port  int
+	batch operators.BatchProcessor // set when the operator takes batches
 }
 
 // Engine runs one PE.
@@ -225,7 +226,8 @@ func New(opts Options) (*Engine, error) {
 		if n == nil {
 			return nil, fmt.Errorf("input port %d: operator %q is not in this PE", in.Port, in.Operator)
 		}
-		e.inputs[in.Port] = route{node: n, port: int(in.OperatorPort)}
+		bp, _ := n.op.(operators.BatchProcessor)
+		e.inputs[in.Port] = route{node: n, port: int(in.OperatorPort), batch: bp}
 		ins = append(ins, transport.Input{Port: in.Port, Streams: in.Streams})
 	}
 	e.server = transport.NewServer(transport.ServerConfig{Inputs: ins, Host: opts.ListenHost, Base: opts.ListenBase,
@@ -257,8 +259,12 @@ func (e *Engine) Deliver(port int32, ts []wire.Tuple) {
 	e.mu.Lock()
 	e.now = time.Now().UnixNano()
 	r.node.in.Add(float64(len(ts)))
-	for i := range ts {
-		r.node.op.Process(r.port, &ts[i])
+	if r.batch != nil {
+		r.batch.ProcessBatch(r.port, ts)
+	} else {
+		for i := range ts {
+			r.node.op.Process(r.port, &ts[i])
+		}
 	}
 	e.flush()
 	e.mu.Unlock()
@@ -356,10 +362,16 @@ func (e *Engine) runSource(ctx context.Context, n *node) {
 		e.mu.Lock()
 		e.now = time.Now().UnixNano()
 		f()
+		e.mu.Unlock()
+	}
+	flush := func() {
+		e.mu.Lock()
 		e.flush()
 		e.mu.Unlock()
 	}
-	if err := n.op.(operators.Runner).Run(ctx, do); err != nil {
+	err := n.op.(operators.Runner).Run(ctx, do, flush)
+	flush()
+	if err != nil {
 		return
 	}
 	e.log.Info("source finished", "operator", n.name)

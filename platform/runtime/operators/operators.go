@@ -28,6 +28,12 @@ type Operator interface {
 	Finish()
 }
 
+// BatchProcessor is an operator that takes a whole input batch at once
+// (the sink, to take its lock once per batch rather than per tuple).
+type BatchProcessor interface {
+	ProcessBatch(port int, ts []wire.Tuple)
+}
+
 // Ticker is an operator that wants the time now and then (to close windows
 // when input stops).
 type Ticker interface {
@@ -43,9 +49,11 @@ type Stateful interface {
 }
 
 // Runner is driven by its own goroutine (a source). Do runs f with the
-// engine's lock held and flushes the PE's outputs afterwards.
+// engine's lock held; flush sends the PE's partial output batches. A source
+// flushes before it waits, so a paced source's tuples leave at once while
+// an unpaced one fills whole frames.
 type Runner interface {
-	Run(ctx context.Context, do func(f func())) error
+	Run(ctx context.Context, do func(f func()), flush func()) error
 }
 
 // Env is what an operator gets from the engine.

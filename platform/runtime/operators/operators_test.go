@@ -35,7 +35,7 @@ func TestSourceIsDeterministic(t *testing.T) {
 	run := func(epoch uint32) []wire.Tuple {
 		out := &fakeOut{}
 		s := NewSource("src", &v1alpha1.OperatorParams{Count: i64(1000), Keys: i64(7), TupleSize: i32(5)}, Env{Out: out, Epoch: epoch})
-		if err := s.Run(context.Background(), func(f func()) { f() }); err != nil {
+		if err := s.Run(context.Background(), func(f func()) { f() }, func() {}); err != nil {
 			t.Fatal(err)
 		}
 		return out.port(0)
@@ -59,20 +59,24 @@ func TestSourceRateAndCancel(t *testing.T) {
 	out := &fakeOut{}
 	s := NewSource("src", &v1alpha1.OperatorParams{Rate: i64(1000)}, Env{Out: out})
 	ctx, cancel := context.WithCancel(context.Background())
-	calls := 0
+	calls, flushes := 0, 0
 	err := s.Run(ctx, func(f func()) {
 		f()
 		calls++
 		if s.Seq() >= 50 {
 			cancel()
 		}
-	})
+	}, func() { flushes++ })
 	if err != context.Canceled {
 		t.Fatalf("Run = %v, want canceled", err)
 	}
 	// At 1000/s the source emits a few tuples per step, not one big burst.
 	if calls < 5 {
 		t.Fatalf("50 tuples at 1000/s came in %d steps", calls)
+	}
+	// A paced source flushes each time it waits.
+	if flushes < calls-1 {
+		t.Fatalf("%d flushes for %d steps", flushes, calls)
 	}
 }
 
@@ -251,9 +255,9 @@ func TestAggregateTickClosesQuietWindows(t *testing.T) {
 
 func TestSinkSummary(t *testing.T) {
 	s := NewSink("sink", Env{PE: "pe", Names: map[uint32]string{7: "src"}})
-	for _, seq := range []uint64{0, 1, 3, 3} {
-		s.Process(0, &wire.Tuple{Origin: 7, Seq: seq, Value: 2, Payload: []byte("xy")})
-	}
+	s.Process(0, &wire.Tuple{Origin: 7, Seq: 0, Value: 2, Payload: []byte("xy")})
+	s.ProcessBatch(0, []wire.Tuple{{Origin: 7, Seq: 1, Value: 2, Payload: []byte("xy")},
+		{Origin: 7, Seq: 3, Value: 2, Payload: []byte("xy")}, {Origin: 7, Seq: 3, Value: 2, Payload: []byte("xy")}})
 	s.Finish()
 	sum := s.Summary()
 	if !sum.Complete || sum.Tuples != 4 || sum.Gaps != 1 || sum.Duplicates != 1 || sum.ValueSum != 6 ||

@@ -44,9 +44,38 @@ func NewSink(name string, env Env) *Sink {
 }
 
 func (s *Sink) Process(_ int, t *wire.Tuple) {
-	now := s.now()
-	lat := now - t.Time
 	s.mu.Lock()
+	missing, dup := s.record(t, s.now())
+	s.mu.Unlock()
+	s.observe(missing, dup)
+}
+
+// ProcessBatch records a batch under one hold of the lock.
+func (s *Sink) ProcessBatch(_ int, ts []wire.Tuple) {
+	now := s.now()
+	var missing uint64
+	var dups int
+	s.mu.Lock()
+	for i := range ts {
+		m, d := s.record(&ts[i], now)
+		missing += m
+		if d {
+			dups++
+		}
+	}
+	s.mu.Unlock()
+	if o := s.Observer; o != nil {
+		if missing > 0 {
+			o.Gaps(missing)
+		}
+		for ; dups > 0; dups-- {
+			o.Duplicate()
+		}
+	}
+}
+
+func (s *Sink) record(t *wire.Tuple, now int64) (uint64, bool) {
+	lat := now - t.Time
 	dups := s.tracker.lastDups()
 	missing := s.tracker.Observe(t)
 	dup := s.tracker.lastDups() != dups
@@ -57,7 +86,10 @@ func (s *Sink) Process(_ int, t *wire.Tuple) {
 	}
 	s.last = now
 	s.lat.Record(lat)
-	s.mu.Unlock()
+	return missing, dup
+}
+
+func (s *Sink) observe(missing uint64, dup bool) {
 	if o := s.Observer; o != nil {
 		if missing > 0 {
 			o.Gaps(missing)

@@ -86,7 +86,7 @@ func (s *Source) Emit(n uint64, now int64) {
 
 // Run emits until ctx ends or Count tuples are out; it returns nil when the
 // count is reached (the stream ends) and ctx.Err() when stopped.
-func (s *Source) Run(ctx context.Context, do func(func())) error {
+func (s *Source) Run(ctx context.Context, do func(func()), flush func()) error {
 	start := time.Now()
 	var period time.Duration
 	if s.rate > 0 {
@@ -113,6 +113,7 @@ func (s *Source) Run(ctx context.Context, do func(func())) error {
 			// Emit what is due by now, sleeping until the next one is.
 			due := uint64(time.Since(start)/period) + 1
 			if due <= done {
+				flush()
 				wait := time.Until(start.Add(time.Duration(done) * period))
 				timer.Reset(wait)
 				select {
