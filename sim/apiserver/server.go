@@ -95,6 +95,7 @@ type WatchEvent struct {
 // dropped).
 type Watcher struct {
 	h       func(WatchEvent)
+	shared  bool // deliver the stored object itself, not a copy
 	stopped bool
 	kind    *kindStore // nil for WatchAll
 }
@@ -289,6 +290,16 @@ func (s *Server) WatchAll(h func(ev WatchEvent)) *Watcher {
 	return w
 }
 
+// WatchAllShared is WatchAll without the per-event deep copy: the handler
+// gets the server's own (immutable) copy and must neither change it nor
+// anything it points to. For metadata-only observers such as the garbage
+// collector, which see every write of every kind.
+func (s *Server) WatchAllShared(h func(ev WatchEvent)) *Watcher {
+	w := &Watcher{h: h, shared: true}
+	s.all = append(s.all, w)
+	return w
+}
+
 // KindFor returns the kind of a typed object.
 func (s *Server) KindFor(obj runtime.Object) (schema.GroupVersionKind, error) {
 	ks, err := s.kindOf(obj)
@@ -347,7 +358,11 @@ func (s *Server) commit(ks *kindStore, typ watch.EventType, obj client.Object, v
 			if w.stopped {
 				return
 			}
-			w.h(WatchEvent{Type: typ, Object: obj.DeepCopyObject().(client.Object), GVK: ks.gvk, ResourceVersion: rev})
+			o := obj
+			if !w.shared {
+				o = obj.DeepCopyObject().(client.Object)
+			}
+			w.h(WatchEvent{Type: typ, Object: o, GVK: ks.gvk, ResourceVersion: rev})
 		})
 	}
 	for _, w := range ks.watchers {

@@ -181,7 +181,8 @@ func (g *Collector) Start() {
 			g.observe(gvk, apiserver.Added, o)
 		}
 	}
-	g.watch = g.srv.WatchAll(func(ev apiserver.WatchEvent) { g.observe(ev.GVK, ev.Type, ev.Object) })
+	// The collector only reads metadata and keeps nothing that it changes.
+	g.watch = g.srv.WatchAllShared(func(ev apiserver.WatchEvent) { g.observe(ev.GVK, ev.Type, ev.Object) })
 }
 
 // Stop stops the collector; its graph and queues are dropped.
