@@ -21,6 +21,25 @@ func TestRSSOfThisProcess(t *testing.T) {
 	}
 }
 
+func TestCPUTimeGrows(t *testing.T) {
+	a, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the kernel has charged us 30ms more (the machine may be
+	// busy, so no bound on how long that takes in wall time but 10s).
+	b := a
+	for start := time.Now(); b < a+30*time.Millisecond && time.Since(start) < 10*time.Second; {
+		for x := 0; x < 1e6; x++ {
+			_ = x * x
+		}
+		b, _ = CPUTime(os.Getpid())
+	}
+	if b < a+30*time.Millisecond || b > a+time.Minute {
+		t.Fatalf("CPU time %v -> %v after spinning", a, b)
+	}
+}
+
 func TestRawTCPMovesBytes(t *testing.T) {
 	bps, err := RawTCP("", 100*time.Millisecond, 64<<10)
 	if err != nil {
