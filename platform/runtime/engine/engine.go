@@ -68,21 +68,24 @@ type dest struct {
 }
 
 type node struct {
-	e        *Engine
-	name     string
-	kind     v1alpha1.OperatorKind
-	op       operators.Operator
-	outs     [][]dest
-	in, out  prometheus.Counter
-	scratch  wire.Tuple
-	needed   int // streams that must end before the operator finishes
-	ended    int
-	finished bool
+	e       *Engine
+	name    string
+	kind    v1alpha1.OperatorKind
+	op      operators.Operator
+	outs    [][]dest
+	in, out prometheus.Counter
+	// nIn and nOut count under the engine's lock; publish adds them to
+	// the Prometheus counters once per batch, not per tuple.
+	nIn, nOut uint64
+	scratch   wire.Tuple
+	needed    int // streams that must end before the operator finishes
+	ended     int
+	finished  bool
 }
 
 // Emit routes an operator's output to every stream of the port.
 func (n *node) Emit(port int, t *wire.Tuple) {
-	n.out.Inc()
+	n.nOut++
 	ds := n.outs[port]
 	if len(ds) == 1 {
 		n.e.send(&ds[0], t)
@@ -240,13 +243,28 @@ func (e *Engine) send(d *dest, t *wire.Tuple) {
 		d.w.Add(t)
 		return
 	}
-	d.node.in.Inc()
+	d.node.nIn++
 	d.node.op.Process(d.port, t)
 }
 
 func (e *Engine) flush() {
 	for _, w := range e.writers {
 		w.Flush()
+	}
+	e.publish()
+}
+
+// publish moves the per-operator counts to Prometheus. Called with mu held.
+func (e *Engine) publish() {
+	for _, n := range e.nodes {
+		if n.nIn > 0 {
+			n.in.Add(float64(n.nIn))
+			n.nIn = 0
+		}
+		if n.nOut > 0 {
+			n.out.Add(float64(n.nOut))
+			n.nOut = 0
+		}
 	}
 }
 
@@ -258,7 +276,7 @@ func (e *Engine) Deliver(port int32, ts []wire.Tuple) {
 	}
 	e.mu.Lock()
 	e.now = time.Now().UnixNano()
-	r.node.in.Add(float64(len(ts)))
+	r.node.nIn += uint64(len(ts))
 	if r.batch != nil {
 		r.batch.ProcessBatch(r.port, ts)
 	} else {
@@ -362,6 +380,7 @@ func (e *Engine) runSource(ctx context.Context, n *node) {
 		e.mu.Lock()
 		e.now = time.Now().UnixNano()
 		f()
+		e.publish()
 		e.mu.Unlock()
 	}
 	flush := func() {

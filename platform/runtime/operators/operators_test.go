@@ -309,3 +309,21 @@ func TestEventTime(t *testing.T) {
 		}
 	}
 }
+
+// The source's incremental event clock agrees with EventTime.
+func TestSourceEventClock(t *testing.T) {
+	for _, rate := range []int64{1, 3, 7, 1000, 30000, 999983} {
+		out := &fakeOut{}
+		s := NewSource("src", &v1alpha1.OperatorParams{Rate: i64(rate)}, Env{Out: out})
+		n := uint64(3*rate + 17)
+		if n > 50000 {
+			n = 50000
+		}
+		s.Emit(n, 0)
+		for i, tp := range out.port(0) {
+			if want := EventTime(uint64(i), rate); tp.Event != want {
+				t.Fatalf("rate %d: tuple %d event %d, want %d", rate, i, tp.Event, want)
+			}
+		}
+	}
+}

@@ -23,6 +23,11 @@ type Source struct {
 	payload []byte
 	seq     uint64
 	t       wire.Tuple
+	// ev tracks EventTime(seq, per) without dividing per tuple: evSec
+	// whole seconds, evRem = seq % per, evFrac = evRem*1e9/per and evAcc =
+	// evRem*1e9 % per.
+	evSec, evRem, evFrac, evAcc int64
+	evStep, evStepRem           int64 // 1e9 / per and 1e9 % per
 	// now and n are the arguments of the step closure, kept as fields so
 	// that the closure is made once.
 	now  int64
@@ -43,6 +48,7 @@ func NewSource(name string, p *v1alpha1.OperatorParams, env Env) *Source {
 	if s.per <= 0 {
 		s.per = UnpacedEventRate
 	}
+	s.evStep, s.evStepRem = 1e9/s.per, 1e9%s.per
 	s.payload = make([]byte, deref32(p.TupleSize, 0))
 	for i := range s.payload {
 		s.payload[i] = byte(s.origin>>(8*(i%4))) ^ byte(i)
@@ -78,9 +84,27 @@ func (s *Source) Tuple(seq uint64, now int64, t *wire.Tuple) {
 // Emit emits the next n tuples stamped with now.
 func (s *Source) Emit(n uint64, now int64) {
 	for i := uint64(0); i < n; i++ {
-		s.Tuple(s.seq, now, &s.t)
+		seq := s.seq
+		s.t = wire.Tuple{Origin: s.origin, Epoch: s.epoch, Seq: seq, Key: mix64(seq) % s.keys,
+			Time: now, Event: s.evSec*1e9 + s.evFrac, Value: int64(1 + seq%10), Payload: s.payload}
 		s.seq++
+		s.advanceEvent()
 		s.out.Emit(0, &s.t)
+	}
+}
+
+// advanceEvent moves the event clock to s.seq, as EventTime would compute it.
+func (s *Source) advanceEvent() {
+	s.evRem++
+	if s.evRem == s.per {
+		s.evSec, s.evRem, s.evFrac, s.evAcc = s.evSec+1, 0, 0, 0
+		return
+	}
+	s.evFrac += s.evStep
+	s.evAcc += s.evStepRem
+	if s.evAcc >= s.per {
+		s.evAcc -= s.per
+		s.evFrac++
 	}
 }
 
