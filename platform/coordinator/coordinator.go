@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // Outcome of submitting a command.
@@ -225,4 +226,20 @@ func (co *Coordinator[T]) Delete(ctx context.Context, obj T, opts ...client.Dele
 	}
 	co.settle(key, obj.GetResourceVersion(), true)
 	return Written, nil
+}
+
+// PendingRetry is how soon a caller whose command was Pending tries again.
+// The seen-back watch event usually wakes it first; the retry covers the
+// race in which that event arrived while the write was still in flight.
+const PendingRetry = 250 * time.Millisecond
+
+// Result turns outcomes into a reconcile result: any Pending outcome asks
+// to be reconciled again after PendingRetry.
+func Result(outs ...Outcome) reconcile.Result {
+	for _, o := range outs {
+		if o == Pending {
+			return reconcile.Result{RequeueAfter: PendingRetry}
+		}
+	}
+	return reconcile.Result{}
 }

@@ -23,6 +23,16 @@ import (
 	"sluice.dev/sluice/platform/wiring"
 )
 
+// The operator's permissions, generated into config/rbac by controller-gen.
+//
+// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs;streamspes;streamshostpools,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs/status;streamspes/status;streamshostpools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods;configmaps;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
 // Scheme returns a scheme with the built-in kinds and the platform's kinds.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()

@@ -97,13 +97,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if out == coordinator.Written && r.Recorder != nil {
 			r.Recorder.Eventf(job, corev1.EventTypeNormal, "Submitted", "all %d PEs running and connected", sum.PEs)
 		}
-		return reconcile.Result{}, err
+		return coordinator.Result(out), err
 	}
 	if job.Status.Phase != v1alpha1.JobSubmitting {
 		// Submitted (or Failed) already: only keep the connected count true.
 		if int(job.Status.ConnectedPEs) != sum.Connected {
-			_, err := r.Jobs.Submit(ctx, key, setConnected(sum.Connected))
-			return reconcile.Result{}, err
+			out, err := r.Jobs.Submit(ctx, key, setConnected(sum.Connected))
+			return coordinator.Result(out), err
 		}
 		return reconcile.Result{}, nil
 	}
@@ -126,7 +126,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if out == coordinator.Written && r.Recorder != nil {
 			r.Recorder.Event(job, corev1.EventTypeWarning, reason, msg)
 		}
-		return reconcile.Result{}, err
+		return coordinator.Result(out), err
 	}
 	remaining := since.Add(timeout).Sub(now)
 	// Progress: the connected count and, if the scheduler is stuck, why.
@@ -135,8 +135,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if last := lastProgress(job); !last.IsZero() && now.Sub(last) < ProgressInterval && sum.Unschedulable == "" {
 			return reconcile.Result{RequeueAfter: min(ProgressInterval-now.Sub(last), remaining)}, nil
 		}
-		if _, err := r.Jobs.Submit(ctx, key, markProgress(sum, now)); err != nil {
-			return reconcile.Result{}, err
+		out, err := r.Jobs.Submit(ctx, key, markProgress(sum, now))
+		if err != nil || out == coordinator.Pending {
+			return coordinator.Result(out), err
 		}
 	}
 	return reconcile.Result{RequeueAfter: remaining}, nil

@@ -119,20 +119,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, err
 		}
 	}
+	out := coordinator.Done
 	switch Decide(p, pod, configReady) {
 	case StepWaitConfig:
 		return reconcile.Result{RequeueAfter: missingDependencyRetry}, nil
 	case StepLaunch:
-		_, err = r.PEs.Submit(ctx, req.NamespacedName, pe.IncrementLaunch(0))
+		out, err = r.PEs.Submit(ctx, req.NamespacedName, pe.IncrementLaunch(0))
 	case StepRelaunch:
-		_, err = r.PEs.Submit(ctx, req.NamespacedName, pe.IncrementLaunch(p.Spec.LaunchCount))
+		out, err = r.PEs.Submit(ctx, req.NamespacedName, pe.IncrementLaunch(p.Spec.LaunchCount))
 		if err == nil && r.Recorder != nil {
 			r.Recorder.Eventf(p, corev1.EventTypeNormal, "Relaunch", "pod of launch %d ended; launching again", p.Spec.LaunchCount)
 		}
 	case StepCreatePod:
-		_, err = r.Pods.Create(ctx, render.Pod(p, pools, r.Image))
+		out, err = r.Pods.Create(ctx, render.Pod(p, pools, r.Image))
 	}
-	return reconcile.Result{}, err
+	return coordinator.Result(out), err
 }
 
 // dependencies reports whether the PE's ConfigMap and host pools exist,

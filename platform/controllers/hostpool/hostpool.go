@@ -64,7 +64,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	gen, now := pool.Generation, r.Clock.Now()
-	_, err := r.HostPools.Submit(ctx, req.NamespacedName, coordinator.Command[*v1alpha1.HostPool]{Name: "count nodes", Status: true,
+	out, err := r.HostPools.Submit(ctx, req.NamespacedName, coordinator.Command[*v1alpha1.HostPool]{Name: "count nodes", Status: true,
 		Apply: func(p *v1alpha1.HostPool) bool {
 			cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "NodesSelected",
 				Message: fmt.Sprintf("%d schedulable nodes", n), ObservedGeneration: gen}
@@ -75,5 +75,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			p.Status.Nodes, p.Status.ObservedGeneration = n, gen
 			return conditions.Set(&p.Status.Conditions, cond, now) || changed
 		}})
+	if res := coordinator.Result(out); res.RequeueAfter > 0 {
+		return res, err
+	}
 	return reconcile.Result{RequeueAfter: Resync}, err
 }

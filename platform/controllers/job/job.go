@@ -60,18 +60,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	plan, errs := app.Build(job.Namespace, job.Name, &job.Spec)
 	if len(errs) > 0 {
-		return reconcile.Result{}, r.markInvalid(ctx, job, errs.ToAggregate().Error())
+		out, err := r.markInvalid(ctx, job, errs.ToAggregate().Error())
+		return coordinator.Result(out), err
 	}
 	if job.Spec.Retry > job.Status.Attempt {
 		return r.retry(ctx, job)
 	}
 	if job.Status.Phase == v1alpha1.JobRetrying || job.Status.Phase == "" || job.Status.Phase == v1alpha1.JobPending ||
 		job.Status.Phase == v1alpha1.JobInvalid || job.Status.ObservedGeneration != job.Generation {
-		if _, err := r.Coord.Jobs.Submit(ctx, req.NamespacedName, startSubmission(job, len(plan.PEs), r.Clock.Now())); err != nil {
-			return reconcile.Result{}, err
+		out, err := r.Coord.Jobs.Submit(ctx, req.NamespacedName, startSubmission(job, len(plan.PEs), r.Clock.Now()))
+		if err != nil || out == coordinator.Pending {
+			return coordinator.Result(out), err
 		}
 	}
-	return reconcile.Result{}, r.ensureChildren(ctx, job, plan)
+	return r.ensureChildren(ctx, job, plan)
 }
 
 // startSubmission marks the Job valid and submitting, for the current attempt.
@@ -98,7 +100,7 @@ func startSubmission(job *v1alpha1.Job, pes int, now time.Time) coordinator.Comm
 	}}
 }
 
-func (r *Reconciler) markInvalid(ctx context.Context, job *v1alpha1.Job, msg string) error {
+func (r *Reconciler) markInvalid(ctx context.Context, job *v1alpha1.Job, msg string) (coordinator.Outcome, error) {
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage-3] + "..."
 	}
@@ -117,7 +119,7 @@ func (r *Reconciler) markInvalid(ctx context.Context, job *v1alpha1.Job, msg str
 	if out == coordinator.Written && r.Recorder != nil {
 		r.Recorder.Event(job, corev1.EventTypeWarning, "InvalidApplication", firstLine(msg))
 	}
-	return err
+	return out, err
 }
 
 func firstLine(s string) string {
@@ -129,11 +131,15 @@ func firstLine(s string) string {
 
 // ensureChildren creates every object of the plan that the cache lacks.
 // Existing objects are left alone: a Job's application is immutable.
-func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan *app.Plan) error {
+func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan *app.Plan) (reconcile.Result, error) {
 	var errs []error
-	note := func(_ coordinator.Outcome, err error) {
+	pending := coordinator.Done
+	note := func(out coordinator.Outcome, err error) {
 		if err != nil {
 			errs = append(errs, err)
+		}
+		if out == coordinator.Pending {
+			pending = out
 		}
 	}
 	for _, pool := range plan.HostPools {
@@ -149,16 +155,16 @@ func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan
 		note(r.Coord.PEs.Create(ctx, render.ProcessingElement(job, pe)))
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("creating children of job %s/%s: %w (and %d more)", job.Namespace, job.Name, errs[0], len(errs)-1)
+		return reconcile.Result{}, fmt.Errorf("creating children of job %s/%s: %w (and %d more)", job.Namespace, job.Name, errs[0], len(errs)-1)
 	}
-	return nil
+	return coordinator.Result(pending), nil
 }
 
 // retry foreground-deletes the Job's children; when the cache shows none
 // left it records the attempt, and the next reconcile re-creates them.
 func (r *Reconciler) retry(ctx context.Context, job *v1alpha1.Job) (reconcile.Result, error) {
 	key, now := client.ObjectKeyFromObject(job), r.Clock.Now()
-	if _, err := r.Coord.Jobs.Submit(ctx, key, coordinator.Command[*v1alpha1.Job]{Name: "begin retry", Status: true,
+	if out, err := r.Coord.Jobs.Submit(ctx, key, coordinator.Command[*v1alpha1.Job]{Name: "begin retry", Status: true,
 		Apply: func(j *v1alpha1.Job) bool {
 			if j.Status.Phase == v1alpha1.JobRetrying {
 				return false
@@ -170,6 +176,8 @@ func (r *Reconciler) retry(ctx context.Context, job *v1alpha1.Job) (reconcile.Re
 			return true
 		}}); err != nil {
 		return reconcile.Result{}, err
+	} else if out == coordinator.Pending {
+		return coordinator.Result(out), nil
 	}
 	sel := client.MatchingLabels{v1alpha1.LabelJob: job.Name}
 	ns := client.InNamespace(job.Namespace)
@@ -215,7 +223,7 @@ func (r *Reconciler) retry(ctx context.Context, job *v1alpha1.Job) (reconcile.Re
 		return reconcile.Result{RequeueAfter: RetryPoll}, nil
 	}
 	attempt := job.Spec.Retry
-	_, err := r.Coord.Jobs.Submit(ctx, key, coordinator.Command[*v1alpha1.Job]{Name: "record attempt", Status: true,
+	out, err := r.Coord.Jobs.Submit(ctx, key, coordinator.Command[*v1alpha1.Job]{Name: "record attempt", Status: true,
 		Apply: func(j *v1alpha1.Job) bool {
 			if j.Status.Attempt >= attempt {
 				return false
@@ -226,5 +234,5 @@ func (r *Reconciler) retry(ctx context.Context, job *v1alpha1.Job) (reconcile.Re
 	if r.Recorder != nil && err == nil {
 		r.Recorder.Eventf(job, corev1.EventTypeNormal, "Retrying", "children of attempt %d deleted; submitting attempt %d", job.Status.Attempt, attempt)
 	}
-	return reconcile.Result{}, err
+	return coordinator.Result(out), err
 }

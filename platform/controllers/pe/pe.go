@@ -150,8 +150,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		pe.Status.PodLaunch != pe.Spec.LaunchCount && UnschedulableMessage(pod) == "" {
 		return reconcile.Result{}, nil
 	}
-	_, err = r.PEs.Submit(ctx, req.NamespacedName, SetStatus(Observe(pe, pod), pe.Generation, r.Clock.Now()))
-	return reconcile.Result{}, err
+	out, err := r.PEs.Submit(ctx, req.NamespacedName, SetStatus(Observe(pe, pod), pe.Generation, r.Clock.Now()))
+	return coordinator.Result(out), err
 }
 
 // SetStatus is the PE coordinator command that records an observation.

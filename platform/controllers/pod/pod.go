@@ -69,8 +69,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if Stale(pe, p) || !ownedBy(p, pe) {
-		_, err := r.Pods.Delete(ctx, p)
-		return reconcile.Result{}, err
+		out, err := r.Pods.Delete(ctx, p)
+		return coordinator.Result(out), err
 	}
 	return reconcile.Result{}, nil
 }
