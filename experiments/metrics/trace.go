@@ -52,6 +52,9 @@ type Sample struct {
 	// Subject is the operator or PE the sample is about.
 	Subject string
 	Value   float64
+	// Weight is how many observations the sample stands for (a batch of
+	// tuples with one latency); 0 means 1.
+	Weight float64
 }
 
 // Data-plane sample names.
@@ -111,7 +114,7 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 				q = 0.99
 			}
 			if v, ok := tr.latencyQuantile(q); ok {
-				add("", v*1000)
+				add("", math.Round(v*1e9)/1e6) // ms, to the nanosecond
 			}
 		case GCJob, GCDependents:
 			if d, ok := tr.gc(n == GCJob); ok {
@@ -292,25 +295,39 @@ func (tr *Trace) throughput() (float64, bool) {
 	return (tr.sinkTotal(end) - tr.sinkTotal(start)) / end.Sub(start).Seconds(), true
 }
 
-// latencyQuantile is the nearest-rank quantile of the tuple latencies
-// sampled in the window, in seconds.
+// latencyQuantile is the weighted nearest-rank quantile of the tuple
+// latencies sampled in the window, in seconds: the smallest latency such
+// that at least a share q of the tuples were no slower.
 func (tr *Trace) latencyQuantile(q float64) (float64, bool) {
 	start, end, ok := tr.window()
 	if !ok {
 		return 0, false
 	}
-	var v []float64
+	type obs struct{ v, w float64 }
+	var v []obs
+	total := 0.0
 	for _, s := range tr.Samples {
 		if s.Name == TupleLatency && !s.Time.Before(start) && !s.Time.After(end) {
-			v = append(v, s.Value)
+			w := s.Weight
+			if w == 0 {
+				w = 1
+			}
+			v = append(v, obs{s.Value, w})
+			total += w
 		}
 	}
-	if len(v) == 0 {
+	if len(v) == 0 || total <= 0 {
 		return 0, false
 	}
-	sort.Float64s(v)
-	rank := int(math.Ceil(q*float64(len(v)))) - 1
-	return v[max(rank, 0)], true
+	sort.SliceStable(v, func(i, j int) bool { return v[i].v < v[j].v })
+	cum := 0.0
+	for _, o := range v {
+		cum += o.w
+		if cum >= q*total-1e-9*total {
+			return o.v, true
+		}
+	}
+	return v[len(v)-1].v, true
 }
 
 // gc measures from the Job's deletion to the Job gone (jobOnly) or to the

@@ -96,25 +96,28 @@ func TestDataPlane(t *testing.T) {
 	tr := &Trace{Namespace: "default", Job: "p", End: at(20),
 		Actions: []Action{{Time: at(10), Kind: ActionObserve, PE: -1}},
 		Samples: []Sample{
-			{at(5), SinkTuples, "sink", 400},
-			{at(10), SinkTuples, "sink", 1000},
-			{at(10), SinkTuples, "sink2", 50},
-			{at(15), SinkTuples, "sink", 6000},
-			{at(20), SinkTuples, "sink", 11000},
-			{at(20), SinkTuples, "sink2", 1050},
+			{Time: at(5), Name: SinkTuples, Subject: "sink", Value: 400},
+			{Time: at(10), Name: SinkTuples, Subject: "sink", Value: 1000},
+			{Time: at(10), Name: SinkTuples, Subject: "sink2", Value: 50},
+			{Time: at(15), Name: SinkTuples, Subject: "sink", Value: 6000},
+			{Time: at(20), Name: SinkTuples, Subject: "sink", Value: 11000},
+			{Time: at(20), Name: SinkTuples, Subject: "sink2", Value: 1050},
 		}}
 	for i := 1; i <= 100; i++ {
-		tr.Samples = append(tr.Samples, Sample{at(10 + float64(i)/10), TupleLatency, "sink", float64(i) / 1000})
+		tr.Samples = append(tr.Samples, Sample{Time: at(10 + float64(i)/10), Name: TupleLatency, Subject: "sink", Value: float64(i) / 1000})
 	}
-	tr.Samples = append(tr.Samples, Sample{at(9), TupleLatency, "sink", 99}) // before the window
+	tr.Samples = append(tr.Samples, Sample{Time: at(9), Name: TupleLatency, Subject: "sink", Value: 99}) // before the window
+	// A heavy batch: 300 tuples at 0.5 ms outweigh the 100 single ones, so
+	// the median moves to it while p99 stays in the single tuples' tail.
+	tr.Samples = append(tr.Samples, Sample{Time: at(12), Name: TupleLatency, Subject: "sink", Value: 0.0005, Weight: 300})
 	rows, err := tr.Compute([]string{Throughput, TupleLatencyP50, TupleLatencyP99})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []results.Row{
 		{Metric: Throughput, Value: (11000 + 1050 - 1050) / 10.0, Unit: "tuples/s"},
-		{Metric: TupleLatencyP50, Value: 50, Unit: "ms"},
-		{Metric: TupleLatencyP99, Value: 99, Unit: "ms"},
+		{Metric: TupleLatencyP50, Value: 0.5, Unit: "ms"},
+		{Metric: TupleLatencyP99, Value: 96, Unit: "ms"},
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Error(diff)
@@ -172,10 +175,10 @@ func TestRecovery(t *testing.T) {
 			ev(37, watch.Modified, pe(2, 1, v1alpha1.ConnectivityDisconnected)),
 		},
 		Samples: []Sample{
-			{at(29), SinkTuples, "sink", 100},
-			{at(35), SinkTuples, "sink", 120},
-			{at(36.5), SinkTuples, "sink", 120},
-			{at(37.5), SinkTuples, "sink", 121},
+			{Time: at(29), Name: SinkTuples, Subject: "sink", Value: 100},
+			{Time: at(35), Name: SinkTuples, Subject: "sink", Value: 120},
+			{Time: at(36.5), Name: SinkTuples, Subject: "sink", Value: 120},
+			{Time: at(37.5), Name: SinkTuples, Subject: "sink", Value: 121},
 		}}
 	rows, err := tr.Compute([]string{FaultDetected, RecoveryConnected, RecoveryFlowing})
 	if err != nil {

@@ -47,44 +47,74 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) 
 		return nil, err
 	}
 	job := sc.Job.DeepCopy()
-	rec := newRecorder(w.api, job)
+	rec := newRecorder(w.API(), job)
 	limit := Settle + sc.Timeout
 	running := func() bool { return ctx.Err() == nil }
-	w.e.RunUntil(Settle)
-	if err := w.c.Create(ctx, job); err != nil {
+	e, clk := w.Engine(), w.Clock()
+	e.RunUntil(Settle)
+	if err := w.Client().Create(ctx, job); err != nil {
 		return nil, fmt.Errorf("creating Job: %w", err)
 	}
 
 	// Wait for the Job to be Submitted or to fail.
-	w.e.RunWhile(func() bool { return running() && rec.submittedAt.IsZero() && !rec.failed }, limit)
+	e.RunWhile(func() bool { return running() && rec.submittedAt.IsZero() && !rec.failed }, limit)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if rec.submittedAt.IsZero() && len(sc.Faults) > 0 {
 		return nil, fmt.Errorf("Job not Submitted after %s of virtual time: no anchor for the fault schedule", sc.Timeout)
 	}
-	anchor := w.e.Now()
-	actions := []metrics.Action{{Time: w.clk.Now(), Kind: metrics.ActionObserve, PE: -1}}
+	anchor := e.Now()
+	actions := []metrics.Action{{Time: clk.Now(), Kind: metrics.ActionObserve, PE: -1}}
 	var faultErr error
 	last := time.Duration(0)
 	deletes := false
+	fired := 0
 	for _, f := range sc.Faults {
 		f := f
 		last = max(last, f.At)
 		deletes = deletes || f.Action == spec.DeleteJob
-		w.e.At(anchor+f.At, func() {
+		e.At(anchor+f.At, func() {
+			if f.PE >= 0 {
+				rec.faultOn(fmt.Sprintf("%s-pe-%d", job.Name, f.PE), clk.Now())
+			}
 			if err := w.inject(job, f); err != nil && faultErr == nil {
 				faultErr = fmt.Errorf("fault %s at +%s: %w", f.Action, f.At, err)
 			}
-			actions = append(actions, metrics.Action{Time: w.clk.Now(), Kind: metrics.ActionKind(f.Action), PE: f.PE, Node: f.Node})
+			actions = append(actions, metrics.Action{Time: clk.Now(), Kind: metrics.ActionKind(f.Action), PE: f.PE, Node: f.Node})
+			fired++
 		})
 	}
 	end := min(anchor+last+sc.Observe, limit)
-	w.e.RunWhile(running, end)
-	w.e.RunUntil(end)
+	// Trials that measure no window (throughput, latency) end early once
+	// every fault's PE is connected again and tuples reach a sink after
+	// that: nothing later changes their metrics, and the data plane is
+	// the costly part of the simulation.
+	early := !needsWindow(sc.Metrics)
+	samples := w.DataPlane().Samples
+	recovered := func() bool {
+		if !early || fired < len(sc.Faults) || deletes {
+			return false
+		}
+		s := samples()
+		if len(s) == 0 {
+			return false
+		}
+		lastDelivery := clk.Epoch().Add(s[len(s)-1].At)
+		for _, f := range rec.faults {
+			if f.reconnected.IsZero() || !lastDelivery.After(f.reconnected) {
+				return false
+			}
+		}
+		return len(rec.faults) > 0
+	}
+	e.RunWhile(func() bool { return running() && !recovered() }, end)
+	if !recovered() {
+		e.RunUntil(end)
+	}
 	if deletes {
 		// Garbage collection ends when the watcher has seen every object go.
-		w.e.RunWhile(func() bool { return running() && !rec.allGone() }, limit)
+		e.RunWhile(func() bool { return running() && !rec.allGone() }, limit)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -93,8 +123,33 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) 
 		return nil, faultErr
 	}
 	tr := &metrics.Trace{Namespace: job.Namespace, Job: job.Name, Events: rec.events, Actions: actions,
-		End: w.clk.Now()}
+		Samples: w.samples(), End: clk.Now()}
 	return tr.Compute(sc.Metrics)
+}
+
+// needsWindow says whether metrics are measured over the observation
+// window (so the trial must run all of it).
+func needsWindow(names []string) bool {
+	for _, n := range names {
+		switch n {
+		case metrics.Throughput, metrics.TupleLatencyP50, metrics.TupleLatencyP99:
+			return true
+		}
+	}
+	return false
+}
+
+// peFault follows one fault's PE until it is connected again with a pod of
+// a higher launch count (the recovery_connected definition).
+type peFault struct {
+	pe          string
+	launch      int32
+	reconnected time.Time
+}
+
+// faultOn starts following a PE hit by a fault now.
+func (r *recorder) faultOn(pe string, _ time.Time) {
+	r.faults = append(r.faults, &peFault{pe: pe, launch: r.podLaunch[pe]})
 }
 
 // observeJob keeps the recorder's view of the Job's progress for the stop
@@ -116,6 +171,15 @@ func (r *recorder) observeJob(e metrics.Event) {
 	}
 	if !isJob && o.GetLabels()[v1alpha1.LabelJob] != r.job.Name {
 		return
+	}
+	if pe, ok := o.(*v1alpha1.ProcessingElement); ok && e.Type != watch.Deleted {
+		r.podLaunch[pe.Name] = pe.Status.PodLaunch
+		for _, f := range r.faults {
+			if f.pe == pe.Name && f.reconnected.IsZero() && pe.Status.PodLaunch > f.launch &&
+				pe.Status.Connectivity == v1alpha1.ConnectivityConnected {
+				f.reconnected = e.Time
+			}
+		}
 	}
 	k := fmt.Sprintf("%T/%s", o, o.GetName())
 	if e.Type == watch.Deleted {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,7 +82,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run with -update to create it)", err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from a fresh run; diff it against:\n%s", path, got)
+				t.Errorf("%s differs from a fresh run (%s); review, then go test -update", path, firstDiff(want, got))
 			}
 		})
 	}
@@ -103,4 +104,22 @@ func TestDeterminism(t *testing.T) {
 	if bytes.Equal(a, csvOf(t, d, other)) {
 		t.Error("a different seed gave the same results")
 	}
+}
+
+// firstDiff describes the first line where two files differ.
+func firstDiff(want, got []byte) string {
+	w, g := bytes.Split(want, []byte("\n")), bytes.Split(got, []byte("\n"))
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var a, b []byte
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if !bytes.Equal(a, b) {
+			return fmt.Sprintf("line %d: want %q, got %q", i+1, a, b)
+		}
+	}
+	return "no difference"
 }

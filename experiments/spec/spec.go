@@ -136,6 +136,9 @@ type Plot struct {
 	// LogX draws a numeric X on a log2 scale.
 	// +optional
 	LogX bool `json:"logX,omitempty"`
+	// LogY draws the metrics on a log10 scale (for values spanning decades).
+	// +optional
+	LogY bool `json:"logY,omitempty"`
 	// Series are further sweep parameters that split lines (besides the backend).
 	// +optional
 	Series []string `json:"series,omitempty"`
