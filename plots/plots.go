@@ -189,6 +189,16 @@ func Panel(def *spec.Definition, rows []results.Row, metric string) (*plot.Plot,
 		}
 		return float64(slices.Index(xs, x)) + off
 	}
+	// A log Y axis is drawn as log10 of the values on a linear axis with
+	// decade labels: gonum's LogScale centres the axis label arithmetically,
+	// which pushes it off the panel.
+	logY := def.Plot.LogY && allPositive(series)
+	ty := func(v float64) float64 {
+		if logY {
+			return math.Log10(v)
+		}
+		return v
+	}
 	ymin, ymax := math.Inf(1), math.Inf(-1)
 	// Colour by the series parameters, style by backend: the simulated and
 	// measured lines of one condition share a colour.
@@ -211,6 +221,7 @@ func Panel(def *spec.Definition, rows []results.Row, metric string) (*plot.Plot,
 		var lo, hi plotter.XYs
 		for _, st := range s.Points {
 			x := xpos(st.X, i)
+			st.Median, st.P10, st.P90 = ty(st.Median), ty(st.P10), ty(st.P90)
 			med = append(med, plotter.XY{X: x, Y: st.Median})
 			errs = append(errs, struct{ Low, High float64 }{st.Median - st.P10, st.P90 - st.Median})
 			lo = append(lo, plotter.XY{X: x, Y: st.P10})
@@ -288,16 +299,83 @@ func Panel(def *spec.Definition, rows []results.Row, metric string) (*plot.Plot,
 		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 		p.X.Min, p.X.Max = -0.5, float64(len(xs))-0.5
 	}
+	p.Y.Tick.Marker = shortTicks{}
 	switch {
 	case len(series) == 0 || math.IsInf(ymax, -1):
 		p.Title.Text += " (no data)"
 		p.Y.Min, p.Y.Max = 0, 1
+	case logY:
+		p.Y.Tick.Marker = logTicks{}
+		p.Y.Min = math.Floor(ymin)
+		// Headroom for the legend.
+		p.Y.Max = math.Max(math.Ceil(ymax), ymax+(ymax-p.Y.Min)*(0.1+0.09*float64(len(series))))
 	case ymin >= 0:
 		p.Y.Min = 0
 		// Headroom for the legend in the top left corner.
 		p.Y.Max = math.Max(ymax, 1e-9) * (1.1 + 0.09*float64(len(series)))
 	}
 	return p, nil
+}
+
+// shortTicks label about five round values (1, 2 or 5 times a power of
+// ten apart) with the fewest digits, and put a minor tick between them.
+type shortTicks struct{}
+
+func (shortTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: strconv.FormatFloat(lo, 'g', 6, 64)}}
+	}
+	raw := (hi - lo) / 5
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := 10 * mag
+	for _, m := range []float64{1, 2, 5} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	var ts []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		v := math.Round(v/step) * step // no drift: 0.30000000000000004
+		ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', 6, 64)})
+		if m := v + step/2; m <= hi {
+			ts = append(ts, plot.Tick{Value: m})
+		}
+	}
+	return ts
+}
+
+// logTicks mark an axis of log10 values: a labelled tick at every power of
+// ten, minor ticks at 2 and 5 times it.
+type logTicks struct{}
+
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	for e := math.Floor(lo); e <= math.Ceil(hi); e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := e + math.Log10(m)
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 {
+				t.Label = strconv.FormatFloat(math.Pow(10, e), 'g', 6, 64)
+			}
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+func allPositive(series []*Series) bool {
+	for _, s := range series {
+		for _, p := range s.Points {
+			if p.P10 <= 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func reverse(xy plotter.XYs) plotter.XYs {

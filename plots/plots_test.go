@@ -135,3 +135,24 @@ func TestPanelErrors(t *testing.T) {
 		t.Errorf("bad params: %v", err)
 	}
 }
+
+func TestShortTicks(t *testing.T) {
+	var labels []string
+	for _, tk := range (shortTicks{}).Ticks(0, 27.5) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if diff := cmp.Diff([]string{"0", "10", "20"}, labels); diff != "" {
+		t.Error(diff)
+	}
+	labels = nil
+	for _, tk := range (shortTicks{}).Ticks(0, 1.3) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if diff := cmp.Diff([]string{"0", "0.5", "1"}, labels); diff != "" {
+		t.Error(diff)
+	}
+}

@@ -124,7 +124,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			if len(rows) == 0 {
-				return fmt.Errorf("%s: no results under %s to plot", name, filepath.Join(o.out, name))
+				// Not fatal: the backend may not measure this experiment's
+				// metrics yet; the other experiments still get figures.
+				fmt.Fprintf(stderr, "%s: no rows under %s; no figure drawn\n", name, filepath.Join(o.out, name))
+				continue
 			}
 			png, svg, err := plots.Render(def, rows, o.plotsDir)
 			if err != nil {

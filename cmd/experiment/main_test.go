@@ -71,6 +71,7 @@ func TestFlagErrors(t *testing.T) {
 		{"-name", "x", "-all"},
 		{"-name", "recovery", "-backend", "nope", "-defs", "../../experiments/defs"},
 		{"-name", "missing", "-plots-only", "-defs", "../../experiments/defs"},
+		{"-name", "recovery", "-plots-only", "-reps", "x"},
 	} {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q accepted", args)
