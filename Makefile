@@ -48,8 +48,9 @@ test: manifests generate vet ## Run every test; envtest gets a real kube-apiserv
 	@git diff --exit-code --stat -- config platform/api || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
 
 .PHONY: bench
-bench: ## Run the benchmarks (platform writes/CPU per PE, data plane, simulator engine).
+bench: build ## Benchmarks: platform writes and CPU per PE, PE-to-PE link throughput/latency/memory, simulator engine.
 	$(GO) test -run '^$$' -bench Submit1000PEs -benchtime 3x ./platform/wiring/
+	$(BIN)/pe bench
 	$(GO) test -run '^$$' -bench . -benchtime 2000000x -cpu 1 ./sim/engine/
 
 ##@ Experiments
