@@ -85,14 +85,20 @@ func job(name string) *v1alpha1.Job {
 	}
 }
 
-// Pipeline is source -> n-2 maps -> sink, one PE per operator.
+// Pipeline is source -> n-2 maps -> sink, one PE per operator. Its source
+// emits 100 tuples/s: enough to see tuples flow, stop and resume, and cheap
+// to simulate for 64 PEs (the data plane steps once per tuple period).
 func Pipeline(n int) *v1alpha1.Job {
+	return pipeline(n, 100)
+}
+
+func pipeline(n int, rate int64) *v1alpha1.Job {
 	if n < 2 {
 		panic("a pipeline has at least a source and a sink")
 	}
 	j := job(fmt.Sprintf("pipeline-%d", n))
 	ops := []v1alpha1.Operator{{Name: "src", Kind: v1alpha1.KindSource,
-		Params: &v1alpha1.OperatorParams{Rate: ptr.To[int64](1000), TupleSize: ptr.To[int32](100), Keys: ptr.To[int64](64)}}}
+		Params: &v1alpha1.OperatorParams{Rate: ptr.To(rate), TupleSize: ptr.To[int32](100), Keys: ptr.To[int64](64)}}}
 	for i := 1; i < n-1; i++ {
 		ops = append(ops, v1alpha1.Operator{Name: fmt.Sprintf("map-%d", i), Kind: v1alpha1.KindMap,
 			Params: &v1alpha1.OperatorParams{Work: ptr.To[int32](100)}})
@@ -110,7 +116,7 @@ func Pipeline(n int) *v1alpha1.Job {
 // Latency is source -> map -> sink placed one of three ways: fused into one
 // PE, three PEs colocated on one node, or three PEs on different nodes.
 func Latency(placement string) *v1alpha1.Job {
-	j := Pipeline(3)
+	j := pipeline(3, 1000)
 	j.Name = "latency-" + placement
 	ops := j.Spec.Application.Operators
 	switch placement {
