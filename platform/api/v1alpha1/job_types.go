@@ -6,6 +6,7 @@ import (
 )
 
 // JobSpec is a streaming application and how to run it.
+// +kubebuilder:validation:XValidation:rule="self.application == oldSelf.application && self.fusion == oldSelf.fusion && self.placement == oldSelf.placement",message="the application, fusion and placement of a Job cannot change after submission; delete and re-create the Job"
 type JobSpec struct {
 	// Application is the operator graph.
 	Application Application `json:"application"`
