@@ -76,6 +76,8 @@ type pe struct {
 	srcAcc  map[string]float64
 
 	ins, outs []*stream
+	key       string
+	busyNode  string // node it is accounted busy on, while cur != nil
 }
 
 type stream struct {
@@ -114,6 +116,8 @@ type DataPlane struct {
 
 	samples []Sample
 	lost    float64
+	// busy are the PEs with a batch in service, by node.
+	busy map[string]map[*pe]struct{}
 	// OtherDemand is the CPU demand of pods that are not PEs; default 0.
 	OtherDemand func(pod types.NamespacedName) float64
 	// OnReadyChange, if set, is told when a PE's connections all come up or
@@ -125,7 +129,7 @@ type DataPlane struct {
 func New(e *engine.Engine, p Params, env Env) *DataPlane {
 	d := &DataPlane{e: e, p: p, env: env,
 		jobs: map[string]*jobIndex{}, pes: map[string]*pe{}, byPod: map[types.NamespacedName]*pe{},
-		streams: map[string]*stream{}, pending: map[string]*corev1.Pod{}}
+		streams: map[string]*stream{}, pending: map[string]*corev1.Pod{}, busy: map[string]map[*pe]struct{}{}}
 	return d
 }
 
@@ -145,7 +149,7 @@ func (d *DataPlane) AddPE(cfg *peconfig.PE) {
 		j = &jobIndex{pes: map[string]*pe{}, opPE: map[string]*pe{}}
 		d.jobs[jk] = j
 	}
-	x := &pe{ns: ns, name: cfg.Name, cfg: cfg, job: j, ops: map[string]*v1alpha1.Operator{}, profiles: map[string]*profile{},
+	x := &pe{ns: ns, name: cfg.Name, key: k, cfg: cfg, job: j, ops: map[string]*v1alpha1.Operator{}, profiles: map[string]*profile{},
 		windows: map[string]float64{}, emitted: map[string]float64{}, srcAcc: map[string]float64{}}
 	for i := range cfg.Operators {
 		x.ops[cfg.Operators[i].Name] = &cfg.Operators[i]
@@ -288,6 +292,7 @@ func (d *DataPlane) stop(x *pe) {
 	}
 	if x.cur != nil {
 		d.lost += x.cur.n
+		d.markIdle(x)
 	}
 	x.queue, x.cur, x.blocked = nil, nil, false
 	for k := range x.windows {
@@ -598,7 +603,8 @@ func (d *DataPlane) kick(x *pe) {
 	x.remaining = it.n * it.prof.cost
 	x.rate = 0
 	x.last = d.e.Now()
-	d.reshare(d.nodeOf(x))
+	d.markBusy(x)
+	d.reshare(x.busyNode)
 	// An unlimited source refills as soon as its chunk is taken.
 	d.refillSources(x)
 }
@@ -655,9 +661,9 @@ func (d *DataPlane) reshare(node string) {
 		return
 	}
 	nodes := map[string]bool{node: true}
-	for _, x := range d.pes {
-		if x.running && x.cur != nil {
-			nodes[d.nodeOf(x)] = true
+	for n, m := range d.busy {
+		if len(m) > 0 {
+			nodes[n] = true
 		}
 	}
 	names := make([]string, 0, len(nodes))
@@ -671,26 +677,29 @@ func (d *DataPlane) reshare(node string) {
 }
 
 func (d *DataPlane) reshareNode(node string) {
+	if len(d.busy[node]) == 0 {
+		return
+	}
 	var shares map[types.NamespacedName]float64
 	if d.env.Shares != nil {
 		shares = d.env.Shares(node)
 	}
 	now := d.e.Now()
-	keys := make([]string, 0)
-	for k, x := range d.pes {
-		if x.running && x.cur != nil && d.nodeOf(x) == node {
-			keys = append(keys, k)
-		}
+	list := make([]*pe, 0, len(d.busy[node]))
+	for x := range d.busy[node] {
+		list = append(list, x)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		x := d.pes[k]
-		x.remaining = max(0, x.remaining-(now-x.last).Seconds()*x.rate)
-		x.last = now
+	sort.Slice(list, func(i, j int) bool { return list[i].key < list[j].key })
+	for _, x := range list {
 		rate := d.p.PEMaxCores
 		if shares != nil {
 			rate = min(shares[x.pod], d.p.PEMaxCores)
 		}
+		if rate == x.rate && x.done != nil {
+			continue // its completion time stands
+		}
+		x.remaining = max(0, x.remaining-(now-x.last).Seconds()*x.rate)
+		x.last = now
 		x.rate = rate
 		if x.done != nil {
 			x.done.Stop()
@@ -713,6 +722,8 @@ func (d *DataPlane) complete(x *pe) {
 	it := x.cur
 	x.cur, x.done = nil, nil
 	x.remaining = 0
+	node := x.busyNode
+	d.markIdle(x)
 	now := d.e.Now()
 	if s := it.n * it.prof.sink; s > 0 {
 		d.samples = append(d.samples, Sample{At: now, Latency: now - it.emit, Tuples: s, PE: x.name})
@@ -730,8 +741,22 @@ func (d *DataPlane) complete(x *pe) {
 	}
 	d.kick(x)
 	if x.cur == nil {
-		d.reshare(d.nodeOf(x))
+		d.reshare(node)
 	}
+}
+
+func (d *DataPlane) markBusy(x *pe) {
+	x.busyNode = d.nodeOf(x)
+	m := d.busy[x.busyNode]
+	if m == nil {
+		m = map[*pe]struct{}{}
+		d.busy[x.busyNode] = m
+	}
+	m[x] = struct{}{}
+}
+
+func (d *DataPlane) markIdle(x *pe) {
+	delete(d.busy[x.busyNode], x)
 }
 
 // send puts n tuples on a connected stream: the link is busy for their

@@ -25,44 +25,37 @@ func Shares(milliCPU int64) float64 {
 // proportional-share scheduler (CFS with cpu.shares) does in steady state:
 // each claim gets capacity in proportion to its weight, a claim that needs
 // less than that keeps only what it needs and the rest is divided again
-// among the others.
+// among the others. Claims are settled in order of cap per weight, so the
+// whole division is one sort and one pass.
 func WaterFill(capacity float64, claims []Claim) []float64 {
 	out := make([]float64, len(claims))
 	open := make([]int, 0, len(claims))
+	var w float64
 	for i, c := range claims {
-		if c.Cap != 0 {
+		if c.Cap != 0 && c.Weight > 0 {
 			open = append(open, i)
+			w += c.Weight
 		}
 	}
+	sort.SliceStable(open, func(a, b int) bool { return ratio(claims[open[a]]) < ratio(claims[open[b]]) })
 	left := capacity
-	for len(open) > 0 && left > 1e-12 {
-		var w float64
-		for _, i := range open {
-			w += claims[i].Weight
-		}
-		if w <= 0 {
+	for n, i := range open {
+		if left <= 0 || w <= 0 {
 			break
 		}
-		// Claims whose fair part exceeds their cap are satisfied first.
-		sort.SliceStable(open, func(a, b int) bool {
-			ca, cb := claims[open[a]], claims[open[b]]
-			return ratio(ca) < ratio(cb)
-		})
-		i := open[0]
 		c := claims[i]
 		fair := left * c.Weight / w
-		if c.Cap >= 0 && c.Cap-out[i] <= fair {
-			give := c.Cap - out[i]
-			out[i] += give
-			left -= give
-			open = open[1:]
+		if c.Cap >= 0 && c.Cap <= fair {
+			out[i] = c.Cap
+			left -= c.Cap
+			w -= c.Weight
 			continue
 		}
-		// Nobody is capped below the fair part: split what is left.
-		for _, j := range open {
-			out[j] += left * claims[j].Weight / w
+		// Every claim from here on wants more than its fair part.
+		for _, j := range open[n:] {
+			out[j] = left * claims[j].Weight / w
 		}
-		left = 0
+		break
 	}
 	return out
 }

@@ -64,6 +64,28 @@ type podState struct {
 	terminal    corev1.PodPhase // Succeeded/Failed once the pod is done
 	startedAt   time.Duration
 	timers      []*engine.Timer
+	// weight and limit are the pod's cpu.shares and CFS quota in cores
+	// (-1: none), fixed for the pod's life.
+	weight, limit float64
+}
+
+func newPodState(pod *corev1.Pod) *podState {
+	ps := &podState{pod: pod, limit: -1}
+	var req, lim int64
+	limited := len(pod.Spec.Containers) > 0
+	for _, c := range pod.Spec.Containers {
+		req += c.Resources.Requests.Cpu().MilliValue()
+		if l, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+			lim += l.MilliValue()
+		} else {
+			limited = false
+		}
+	}
+	ps.weight = Shares(req)
+	if limited {
+		ps.limit = float64(lim) / 1000
+	}
+	return ps
 }
 
 // Kubelet is the model of one node's kubelet.
@@ -77,6 +99,7 @@ type Kubelet struct {
 
 	up      bool
 	pods    map[types.NamespacedName]*podState
+	order   []types.NamespacedName
 	backoff *Backoff
 	images  map[string]bool
 	pulls   map[string][]func()
@@ -192,8 +215,9 @@ func (k *Kubelet) onPod(typ watch.EventType, pod *corev1.Pod) {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			return
 		}
-		ps = &podState{pod: pod}
+		ps = newPodState(pod)
 		k.pods[key] = ps
+		k.order = nil
 		for _, c := range pod.Spec.Containers {
 			ps.ctrs = append(ps.ctrs, &container{spec: c, reason: "ContainerCreating"})
 		}
@@ -217,6 +241,7 @@ func (k *Kubelet) forget(key types.NamespacedName, ps *podState) {
 		k.backoff.Forget(ctrKey(ps.pod, c.spec.Name))
 	}
 	delete(k.pods, key)
+	k.order = nil
 	if k.OnStopped != nil {
 		k.OnStopped(key)
 	}
@@ -722,12 +747,25 @@ func (k *Kubelet) Restarts(key types.NamespacedName) int32 {
 
 // Pods lists the pods the kubelet runs, sorted.
 func (k *Kubelet) Pods() []types.NamespacedName {
-	out := make([]types.NamespacedName, 0, len(k.pods))
-	for key := range k.pods {
-		out = append(out, key)
+	return append([]types.NamespacedName(nil), k.sortedPods()...)
+}
+
+// sortedPods is the cached sorted list of pod keys (rebuilt after a change).
+func (k *Kubelet) sortedPods() []types.NamespacedName {
+	if k.order == nil {
+		k.order = make([]types.NamespacedName, 0, len(k.pods))
+		for key := range k.pods {
+			k.order = append(k.order, key)
+		}
+		sort.Slice(k.order, func(i, j int) bool {
+			a, b := k.order[i], k.order[j]
+			if a.Namespace != b.Namespace {
+				return a.Namespace < b.Namespace
+			}
+			return a.Name < b.Name
+		})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	return out
+	return k.order
 }
 
 // CPUShares is the CPU, in cores, each running pod on the node gets: CFS
@@ -765,35 +803,21 @@ func (k *Kubelet) CPUDemand() float64 {
 }
 
 func (k *Kubelet) claims() ([]types.NamespacedName, []Claim) {
-	keys := []types.NamespacedName{}
-	for _, key := range k.Pods() {
-		if k.IsRunning(key) {
-			keys = append(keys, key)
+	var keys []types.NamespacedName
+	var claims []Claim
+	for _, key := range k.sortedPods() {
+		if !k.IsRunning(key) {
+			continue
 		}
-	}
-	claims := make([]Claim, len(keys))
-	for i, key := range keys {
-		pod := k.pods[key].pod
-		var req, lim int64
-		limited := true
-		for _, c := range pod.Spec.Containers {
-			req += c.Resources.Requests.Cpu().MilliValue()
-			if l, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
-				lim += l.MilliValue()
-			} else {
-				limited = false
-			}
-		}
-		capacity := -1.0
-		if limited && len(pod.Spec.Containers) > 0 {
-			capacity = float64(lim) / 1000
-		}
+		ps := k.pods[key]
+		capacity := ps.limit
 		if k.Demand != nil {
 			if d := k.Demand(key); d >= 0 && (capacity < 0 || d < capacity) {
 				capacity = d
 			}
 		}
-		claims[i] = Claim{Weight: Shares(req), Cap: capacity}
+		keys = append(keys, key)
+		claims = append(claims, Claim{Weight: ps.weight, Cap: capacity})
 	}
 	return keys, claims
 }
@@ -825,6 +849,7 @@ func (k *Kubelet) Start() {
 	k.up = true
 	old := k.pods
 	k.pods = map[types.NamespacedName]*podState{}
+	k.order = nil
 	k.ips = map[int]bool{}
 	var list corev1.PodList
 	_ = k.c.List(context.Background(), &list)
@@ -835,8 +860,9 @@ func (k *Kubelet) Start() {
 		}
 		key := client.ObjectKeyFromObject(pod)
 		prev := old[key]
-		ps := &podState{pod: pod}
+		ps := newPodState(pod)
 		k.pods[key] = ps
+		k.order = nil
 		for _, spec := range pod.Spec.Containers {
 			c := &container{spec: spec, reason: "ContainerCreating"}
 			if prev != nil && prev.pod.UID == pod.UID {

@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -71,5 +72,57 @@ func TestWaterFill(t *testing.T) {
 	}
 	if !near(sum, 1) {
 		t.Fatalf("not work conserving: %v", got)
+	}
+}
+
+// Properties of max-min fair division with weights, on random claims.
+func TestWaterFillProperties(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for iter := 0; iter < 2000; iter++ {
+		n := 1 + r.IntN(8)
+		claims := make([]Claim, n)
+		for i := range claims {
+			claims[i] = Claim{Weight: float64(2 + r.IntN(2000)), Cap: -1}
+			if r.IntN(3) > 0 {
+				claims[i].Cap = r.Float64() * 2
+			}
+		}
+		capacity := r.Float64() * 4
+		out := WaterFill(capacity, claims)
+		var sum, demand float64
+		greedy := false
+		for i, c := range claims {
+			if out[i] < -1e-12 || (c.Cap >= 0 && out[i] > c.Cap+1e-9) {
+				t.Fatalf("claim %+v got %v", c, out[i])
+			}
+			sum += out[i]
+			if c.Cap < 0 {
+				greedy = true
+			} else {
+				demand += c.Cap
+			}
+		}
+		if sum > capacity+1e-9 {
+			t.Fatalf("gave %v of %v", sum, capacity)
+		}
+		// Work conserving: all of the CPU is used unless every claim is met.
+		if !greedy && demand < capacity {
+			if math.Abs(sum-demand) > 1e-9 {
+				t.Fatalf("demand %v, gave %v", demand, sum)
+			}
+		} else if math.Abs(sum-capacity) > 1e-9 {
+			t.Fatalf("capacity %v, gave %v (claims %+v -> %v)", capacity, sum, claims, out)
+		}
+		// A claim held below its cap gets at least as much per weight as any other.
+		for i, c := range claims {
+			if c.Cap >= 0 && out[i] >= c.Cap-1e-9 {
+				continue
+			}
+			for j := range claims {
+				if out[j]/claims[j].Weight > out[i]/c.Weight+1e-9 {
+					t.Fatalf("unfair: %+v->%v vs %+v->%v", c, out[i], claims[j], out[j])
+				}
+			}
+		}
 	}
 }
