@@ -159,6 +159,17 @@ type jobIndex struct {
 	opPE map[string]*pe
 }
 
+// sorted lists the job's PEs by name, for walks whose result may depend on
+// the order.
+func (j *jobIndex) sorted() []*pe {
+	out := make([]*pe, 0, len(j.pes))
+	for _, x := range j.pes {
+		out = append(out, x)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].name < out[b].name })
+	return out
+}
+
 func (j *jobIndex) op(name string) *v1alpha1.Operator {
 	if x := j.opPE[name]; x != nil {
 		return x.ops[name]
@@ -183,7 +194,7 @@ func (j *jobIndex) payload(name string, seen map[string]bool) int32 {
 		}
 		return 0
 	}
-	for _, x := range j.pes {
+	for _, x := range j.sorted() {
 		for _, s := range x.cfg.Streams {
 			if s.To.Operator == name {
 				if p := j.payload(s.From.Operator, seen); p > 0 {
@@ -212,7 +223,7 @@ func (j *jobIndex) keys(name string, def int64, seen map[string]bool) int64 {
 		return def
 	}
 	var total int64
-	for _, x := range j.pes {
+	for _, x := range j.sorted() {
 		for _, s := range x.cfg.Streams {
 			if s.To.Operator == name {
 				total += j.keys(s.From.Operator, def, seen)

@@ -122,10 +122,16 @@ func New(api *apiserver.Server, p Params) *Network {
 		} else {
 			n.pod[k] = pod
 		}
-		for sk, s := range n.svc {
+		// In a fixed order: recomputing schedules events and draws numbers.
+		keys := make([]types.NamespacedName, 0, len(n.svc))
+		for sk := range n.svc {
 			if sk.Namespace == pod.Namespace {
-				n.recompute(sk, s)
+				keys = append(keys, sk)
 			}
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].Name < keys[j].Name })
+		for _, sk := range keys {
+			n.recompute(sk, n.svc[sk])
 		}
 	})
 	api.Watch(&corev1.Service{}, func(ev apiserver.WatchEvent) {
