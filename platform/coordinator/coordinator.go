@@ -207,14 +207,27 @@ func (co *Coordinator[T]) Create(ctx context.Context, obj T) (Outcome, error) {
 	return Written, nil
 }
 
-// Delete removes obj. An object already gone, or already being deleted,
-// counts as Done.
+// Delete removes obj. An object already gone (in the cache), already being
+// deleted, or replaced by a new object of the same name counts as Done.
 func (co *Coordinator[T]) Delete(ctx context.Context, obj T, opts ...client.DeleteOption) (Outcome, error) {
 	if obj.GetDeletionTimestamp() != nil {
 		return Done, nil
 	}
 	key := client.ObjectKeyFromObject(obj)
-	if !co.claim(key, obj.GetResourceVersion(), true) {
+	current := co.newObj()
+	if err := co.c.Get(ctx, key, current); err != nil {
+		if apierrors.IsNotFound(err) {
+			co.mu.Lock()
+			delete(co.pending, key) // gone: whatever we wrote is seen
+			co.mu.Unlock()
+			return Done, nil
+		}
+		return Pending, err
+	}
+	if current.GetDeletionTimestamp() != nil || current.GetUID() != obj.GetUID() {
+		return Done, nil // being deleted already, or a new object of the same name
+	}
+	if !co.claim(key, current.GetResourceVersion(), true) {
 		return Pending, nil
 	}
 	if err := co.c.Delete(ctx, obj, opts...); err != nil {
