@@ -183,6 +183,37 @@ func (nc *Controller) markUnknown(name string) {
 	if nc.c.Status().Update(ctx, &n) == nil {
 		nc.nodes[name].node = &n
 		nc.transitions = append(nc.transitions, Transition{At: nc.e.Now(), Node: name, Status: corev1.ConditionUnknown})
+		nc.markPodsNotReady(name)
+	}
+}
+
+// markPodsNotReady is nodeutil.MarkPodsNotReady: when a node stops being
+// Ready, the controller sets the Ready condition of its pods to False (the
+// kubelet, which would do it, is silent).
+func (nc *Controller) markPodsNotReady(node string) {
+	ctx := context.Background()
+	var pods corev1.PodList
+	if err := nc.c.List(ctx, &pods, client.MatchingFields{"spec.nodeName": node}); err != nil {
+		return
+	}
+	now := metav1.NewTime(nc.api.Clock().Now().Truncate(time.Second))
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.NodeName != node {
+			continue
+		}
+		changed := false
+		for j := range p.Status.Conditions {
+			c := &p.Status.Conditions[j]
+			if c.Type == corev1.PodReady && c.Status != corev1.ConditionFalse {
+				c.Status = corev1.ConditionFalse
+				c.LastTransitionTime = now
+				changed = true
+			}
+		}
+		if changed {
+			_ = nc.c.Status().Update(ctx, p)
+		}
 	}
 }
 

@@ -55,6 +55,23 @@ func (r *rig) pod(t *testing.T, name, node string, tols ...corev1.Toleration) {
 	if err := r.c.Create(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
+	// No kubelet here: mark the pod ready as one would have.
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := r.c.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) podReady(name string) bool {
+	var p corev1.Pod
+	_ = r.c.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: name}, &p)
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func (r *rig) node(name string) *corev1.Node {
@@ -93,6 +110,9 @@ func TestStoppedNodeNotReadyThenEvicted(t *testing.T) {
 	// Unknown at the first monitor pass after grace since the heartbeat was seen.
 	if notReady <= last+grace || notReady > last+wd+grace+period {
 		t.Fatalf("NotReady at %v, last heartbeat %v (grace %v, period %v)", notReady, last, grace, period)
+	}
+	if r.podReady("default") || r.podReady("forever") || !r.podReady("elsewhere") {
+		t.Fatal("pods of the NotReady node still Ready, or a healthy node's pod not")
 	}
 	n := r.node("n2")
 	if c := n.Status.Conditions; readyStatus(n) != corev1.ConditionUnknown || readyCondition(n).Reason != "NodeStatusUnknown" {
