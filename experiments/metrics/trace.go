@@ -74,6 +74,9 @@ type Trace struct {
 	Samples        []Sample
 	// End is when observation stopped.
 	End time.Time
+	// DataPlane says the backend measured the sinks throughout: then no
+	// sink sample means no tuple arrived (throughput 0), not "unmeasured".
+	DataPlane bool
 }
 
 // Compute derives the named metrics from the trace, as rows with Metric,
@@ -285,11 +288,11 @@ func (tr *Trace) sinkTotal(t time.Time) float64 {
 }
 
 // throughput is the tuples received by all sinks in the window per second.
-// Without any sink sample (no data-plane measurement at all) there is no
-// value, which is not the same as sinks that counted nothing.
+// Without any sink sample there is no value unless the trace says the data
+// plane was measured (then it is 0).
 func (tr *Trace) throughput() (float64, bool) {
 	start, end, ok := tr.window()
-	if !ok || !slices.ContainsFunc(tr.Samples, func(s Sample) bool { return s.Name == SinkTuples }) {
+	if !ok || (!tr.DataPlane && !slices.ContainsFunc(tr.Samples, func(s Sample) bool { return s.Name == SinkTuples })) {
 		return 0, false
 	}
 	return (tr.sinkTotal(end) - tr.sinkTotal(start)) / end.Sub(start).Seconds(), true

@@ -127,6 +127,11 @@ func TestDataPlane(t *testing.T) {
 	if rows, _ := noSinks.Compute([]string{Throughput}); len(rows) != 0 {
 		t.Errorf("throughput without sink samples: %v", rows)
 	}
+	noSinks.DataPlane = true
+	rows, _ = noSinks.Compute([]string{Throughput})
+	if diff := cmp.Diff([]results.Row{{Metric: Throughput, Value: 0, Unit: "tuples/s"}}, rows); diff != "" {
+		t.Errorf("measured data plane without deliveries: %s", diff)
+	}
 	tr.Actions = nil
 	if rows, _ := tr.Compute([]string{Throughput}); len(rows) != 0 {
 		t.Errorf("throughput without a window: %v", rows)

@@ -123,7 +123,7 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) 
 		return nil, faultErr
 	}
 	tr := &metrics.Trace{Namespace: job.Namespace, Job: job.Name, Events: rec.events, Actions: actions,
-		Samples: w.samples(), End: clk.Now()}
+		Samples: w.samples(), End: clk.Now(), DataPlane: true}
 	return tr.Compute(sc.Metrics)
 }
 

@@ -59,8 +59,13 @@ type Definition struct {
 
 // PEOverride replaces resources in the workload's PE template.
 type PEOverride struct {
-	// CPU request (and limit) of each PE container, a quantity such as 500m.
+	// CPU request (and limit, unless CPULimit is set) of each PE container,
+	// a quantity such as 500m.
 	CPU string `json:"cpu,omitempty"`
+	// CPULimit, if set, is the CPU limit instead of CPU: a limit above the
+	// request lets PEs use idle cores (Burstable pods), so more PE work
+	// than cores can be placed.
+	CPULimit string `json:"cpuLimit,omitempty"`
 	// Memory request (and limit) of each PE container, such as 256Mi.
 	Memory string `json:"memory,omitempty"`
 }

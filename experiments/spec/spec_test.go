@@ -91,6 +91,7 @@ func TestValidationErrors(t *testing.T) {
 		"propagation on pod":  {`pe: "1"}`, `pe: "1", propagation: Foreground}`, []string{"only deleteJob has a propagation"}},
 		"bad swept quantity":  {"values: [100m, 1]", "values: [100m, lots]", []string{"cpu=lots", "pe.cpu: Invalid value"}},
 		"negative fault time": {"at: 20s", "at: -1s", []string{"faults[0].at: Invalid value"}},
+		"limit below request": {"cpu: ${cpu}", "cpu: ${cpu}\n  cpuLimit: 200m", []string{"cpu=1;", "pe.cpuLimit: Invalid value: \"200m\": below the CPU request 1"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if !strings.Contains(valid, tc.from) {
@@ -168,6 +169,9 @@ func TestTrials(t *testing.T) {
 	if got := sc.Job.Spec.PE.Resources.Requests.Cpu().String(); got != "1" {
 		t.Errorf("cpu request %s, want the swept 1", got)
 	}
+	if got := sc.Job.Spec.PE.Resources.Limits.Cpu().String(); got != "1" {
+		t.Errorf("cpu limit %s, want the request without cpuLimit", got)
+	}
 	// Faults are sorted by time and typed.
 	want := []ResolvedFault{
 		{At: 10e9, Action: StopNode, PE: -1, Node: "worker-1", Propagation: "Background"},
@@ -238,3 +242,15 @@ func TestCommittedDefinitions(t *testing.T) {
 }
 
 const pinnedSeed = 4329528493111833663
+
+func TestCPULimit(t *testing.T) {
+	d := mustParse(t, strings.Replace(valid, "cpu: ${cpu}", "cpu: ${cpu}\n  cpuLimit: \"2\"", 1))
+	trials, err := d.Trials(workloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := trials[0].Scenario.Job.Spec.PE.Resources
+	if r.Requests.Cpu().String() != "100m" || r.Limits.Cpu().String() != "2" {
+		t.Errorf("requests %v limits %v", r.Requests, r.Limits)
+	}
+}

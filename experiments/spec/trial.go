@@ -191,12 +191,18 @@ func (d *Definition) resolve(pt Point, workloadsDir string) (*Scenario, field.Er
 			sc.Job = job
 		}
 	}
-	cpu, memory := expand(d.PE.CPU, params), expand(d.PE.Memory, params)
+	cpu, memory, cpuLimit := expand(d.PE.CPU, params), expand(d.PE.Memory, params), expand(d.PE.CPULimit, params)
 	for _, q := range []struct {
-		path *field.Path
-		s    string
-		name corev1.ResourceName
-	}{{field.NewPath("pe", "cpu"), cpu, corev1.ResourceCPU}, {field.NewPath("pe", "memory"), memory, corev1.ResourceMemory}} {
+		path    *field.Path
+		s       string
+		name    corev1.ResourceName
+		request bool
+		limit   bool
+	}{
+		{field.NewPath("pe", "cpu"), cpu, corev1.ResourceCPU, true, cpuLimit == ""},
+		{field.NewPath("pe", "cpuLimit"), cpuLimit, corev1.ResourceCPU, false, true},
+		{field.NewPath("pe", "memory"), memory, corev1.ResourceMemory, true, true},
+	} {
 		if q.s == "" {
 			continue
 		}
@@ -213,11 +219,19 @@ func (d *Definition) resolve(pt Point, workloadsDir string) (*Scenario, field.Er
 			if r.Limits == nil {
 				r.Limits = corev1.ResourceList{}
 			}
-			r.Requests[q.name] = v
-			r.Limits[q.name] = v
+			if q.request {
+				r.Requests[q.name] = v
+			}
+			if q.limit {
+				r.Limits[q.name] = v
+			}
 		}
 	}
 	if sc.Job != nil {
+		r := sc.Job.Spec.PE.Resources
+		if req, lim := r.Requests[corev1.ResourceCPU], r.Limits[corev1.ResourceCPU]; cpuLimit != "" && !lim.IsZero() && lim.Cmp(req) < 0 {
+			errs = append(errs, field.Invalid(field.NewPath("pe", "cpuLimit"), cpuLimit, "below the CPU request "+req.String()))
+		}
 		plan, perrs := app.Build(sc.Job.Namespace, sc.Job.Name, &sc.Job.Spec)
 		if len(perrs) > 0 {
 			errs = append(errs, field.Invalid(wp, sc.WorkloadFile, perrs.ToAggregate().Error()))

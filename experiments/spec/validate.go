@@ -114,6 +114,7 @@ func (d *Definition) templates() []struct {
 		{field.NewPath("workload"), d.Workload},
 		{field.NewPath("pe", "cpu"), d.PE.CPU},
 		{field.NewPath("pe", "memory"), d.PE.Memory},
+		{field.NewPath("pe", "cpuLimit"), d.PE.CPULimit},
 	}
 	for i, f := range d.Faults {
 		p := field.NewPath("faults").Index(i)

@@ -22,6 +22,9 @@ import (
 // PipelineSizes are the pipeline lengths generated (PEs = operators).
 var PipelineSizes = []int{2, 4, 8, 16, 32, 64}
 
+// HeavySizes are the lengths of the CPU-heavy pipelines.
+var HeavySizes = []int{2, 4, 8, 16, 32}
+
 func main() {
 	out := flag.String("out", ".", "directory to write the YAML files to")
 	flag.Parse()
@@ -35,6 +38,9 @@ func Files() map[string]*v1alpha1.Job {
 	files := map[string]*v1alpha1.Job{}
 	for _, n := range PipelineSizes {
 		files[fmt.Sprintf("pipeline-%d.yaml", n)] = Pipeline(n)
+	}
+	for _, n := range HeavySizes {
+		files[fmt.Sprintf("heavy-%d.yaml", n)] = Heavy(n)
 	}
 	for _, p := range []string{"fused", "samenode", "crossnode"} {
 		files["latency-"+p+".yaml"] = Latency(p)
@@ -90,6 +96,20 @@ func job(name string) *v1alpha1.Job {
 // to simulate for 64 PEs (the data plane steps once per tuple period).
 func Pipeline(n int) *v1alpha1.Job {
 	return pipeline(n, 100)
+}
+
+// Heavy is Pipeline with maps that each need about a quarter of a core at
+// the source's 100 tuples/s (62500 hashing rounds per tuple, some 2.5 ms of
+// CPU): 16 maps want all four cores of a 2x2-core cluster.
+func Heavy(n int) *v1alpha1.Job {
+	j := pipeline(n, 100)
+	j.Name = fmt.Sprintf("heavy-%d", n)
+	for i := range j.Spec.Application.Operators {
+		if op := &j.Spec.Application.Operators[i]; op.Kind == v1alpha1.KindMap {
+			op.Params.Work = ptr.To[int32](62500)
+		}
+	}
+	return j
 }
 
 func pipeline(n int, rate int64) *v1alpha1.Job {
