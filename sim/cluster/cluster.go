@@ -172,6 +172,18 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 		NodeOf:    c.net.NodeOf,
 		Shares:    c.shares,
 		SharedCPU: shape.HostCPU > 0,
+		Capacity: func(node string) float64 {
+			if k := c.kubelets[node]; k != nil {
+				return k.CPU
+			}
+			return 0
+		},
+		Limit: func(pod types.NamespacedName) float64 {
+			if k := c.kubelets[c.net.NodeOf(pod)]; k != nil {
+				return k.Limit(pod)
+			}
+			return -1
+		},
 		Reachable: func(svc, pod types.NamespacedName) bool {
 			for _, b := range c.net.Backends(svc) {
 				if b == pod {

@@ -43,6 +43,11 @@ type Env struct {
 	// SharedCPU says that nodes share their host's cores (kind), so a busy
 	// change on one node changes the shares on all.
 	SharedCPU bool
+	// Capacity (a node's cores) and Limit (a pod's cpu limit in cores, -1
+	// for none), if given, let the model skip Shares while a node has room
+	// for every busy PE: each then gets its own cap, as Shares would say.
+	Capacity func(node string) float64
+	Limit    func(pod types.NamespacedName) float64
 }
 
 type item struct {
@@ -681,7 +686,10 @@ func (d *DataPlane) reshareNode(node string) {
 		return
 	}
 	var shares map[types.NamespacedName]float64
-	if d.env.Shares != nil {
+	// Fast path: only busy PEs want CPU and all of them fit.
+	room := d.env.Capacity != nil && d.env.Limit != nil && d.OtherDemand == nil && !d.env.SharedCPU &&
+		float64(len(d.busy[node]))*d.p.PEMaxCores <= d.env.Capacity(node)
+	if d.env.Shares != nil && !room {
 		shares = d.env.Shares(node)
 	}
 	now := d.e.Now()
@@ -692,7 +700,12 @@ func (d *DataPlane) reshareNode(node string) {
 	sort.Slice(list, func(i, j int) bool { return list[i].key < list[j].key })
 	for _, x := range list {
 		rate := d.p.PEMaxCores
-		if shares != nil {
+		switch {
+		case room:
+			if l := d.env.Limit(x.pod); l >= 0 {
+				rate = min(rate, l)
+			}
+		case shares != nil:
 			rate = min(shares[x.pod], d.p.PEMaxCores)
 		}
 		if rate == x.rate && x.done != nil {

@@ -324,3 +324,40 @@ func TestAggregateEmitsPerWindowAndKey(t *testing.T) {
 		t.Fatalf("sparse aggregate output %v/s, want 200", got)
 	}
 }
+
+// The fast path (no Shares call while a node has room) must give exactly
+// what Shares gives.
+func TestFastPathMatchesShares(t *testing.T) {
+	run := func(fast bool) []Sample {
+		f := newFake(10, map[string]float64{"n1": 2, "n2": 1})
+		limit := map[types.NamespacedName]float64{}
+		if fast {
+			f.d.env.Capacity = func(n string) float64 { return f.cores[n] }
+			f.d.env.Limit = func(p types.NamespacedName) float64 {
+				if l, ok := limit[p]; ok {
+					return l
+				}
+				return -1
+			}
+		}
+		// n1: light pipelines (room); n2: two unlimited sources (oversubscribed).
+		for i := 0; i < 3; i++ {
+			pes := job(fmt.Sprintf("l%d", i), 3000, 500, [3]int{0, 1, 1})
+			f.run(pes[0], "n1", 200)
+			f.run(pes[1], "n1", 200)
+		}
+		f.run(job("h0", 0, 100, [3]int{0, 0, 0})[0], "n2", 500)
+		f.run(job("h1", 0, 100, [3]int{0, 0, 0})[0], "n2", 300)
+		f.e.RunUntil(2 * time.Second)
+		return f.d.Samples()
+	}
+	a, b := run(false), run(true)
+	if len(a) != len(b) || len(a) == 0 {
+		t.Fatalf("%d vs %d samples", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("sample %d: %+v vs %+v", i, a[i], b[i])
+		}
+	}
+}

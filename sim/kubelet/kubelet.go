@@ -788,6 +788,14 @@ func (k *Kubelet) CPUSharesOf(capacity float64) map[types.NamespacedName]float64
 	return out
 }
 
+// Limit is a pod's CFS quota in cores, -1 for none or an unknown pod.
+func (k *Kubelet) Limit(key types.NamespacedName) float64 {
+	if ps := k.pods[key]; ps != nil {
+		return ps.limit
+	}
+	return -1
+}
+
 // CPUDemand is the most CPU the node's running pods would use together,
 // bounded by the node's capacity; -1 means they would take all of it.
 func (k *Kubelet) CPUDemand() float64 {
