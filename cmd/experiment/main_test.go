@@ -78,3 +78,18 @@ func TestFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestProgressModes(t *testing.T) {
+	var buf bytes.Buffer
+	for mode, want := range map[string]struct{ tty, on bool }{
+		"auto":  {false, true}, // a buffer is not a terminal: plain lines
+		"lines": {false, true},
+		"bar":   {true, true},
+		"none":  {false, false},
+	} {
+		o := progressOptions(options{progress: mode, parallel: 1}, &buf)
+		if o.TTY != want.tty || (o.Progress != nil) != want.on {
+			t.Errorf("%s: tty %v progress %v", mode, o.TTY, o.Progress != nil)
+		}
+	}
+}
