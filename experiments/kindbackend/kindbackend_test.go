@@ -1,0 +1,129 @@
+package kindbackend
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"sluice.dev/sluice/experiments/metrics"
+	"sluice.dev/sluice/experiments/spec"
+	"sluice.dev/sluice/platform/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+func pod(name string, ready, deleting bool) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}}
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}
+	if deleting {
+		p.DeletionTimestamp = &metav1.Time{Time: t0}
+	}
+	return p
+}
+
+func ev(s float64, typ watch.EventType, p *corev1.Pod) metrics.Event {
+	return metrics.Event{Time: at(s), Type: typ, Object: p}
+}
+
+func TestAllReady(t *testing.T) {
+	events := []metrics.Event{
+		ev(1, watch.Added, pod("a", false, false)),
+		ev(1.5, watch.Added, pod("b", false, false)),
+		ev(3, watch.Modified, pod("a", true, false)),
+		ev(3.5, watch.Modified, pod("a", true, false)),
+		ev(4, watch.Modified, pod("b", true, false)),
+	}
+	if d, ok := allReady(events, 2); !ok || d != 3*time.Second {
+		t.Errorf("allReady(2) = %v %v, want 3s", d, ok)
+	}
+	if _, ok := allReady(events, 3); ok {
+		t.Error("three pods counted ready out of two")
+	}
+}
+
+func TestBaselineRecovery(t *testing.T) {
+	events := []metrics.Event{
+		ev(0, watch.Added, pod("d-1", true, false)),
+		ev(10.2, watch.Modified, pod("d-1", true, true)),
+		ev(10.3, watch.Added, pod("d-2", false, false)),
+		// The terminating pod is still Ready for a while: not a recovery.
+		ev(10.5, watch.Modified, pod("d-1", true, true)),
+		ev(12.0, watch.Modified, pod("d-2", true, false)),
+	}
+	if d, ok := detected(events, at(10), "d-1"); !ok || d != 200*time.Millisecond {
+		t.Errorf("detected = %v %v, want 200ms", d, ok)
+	}
+	tm, p, ok := recovered(events, at(10), "d-1", spec.DeletePod)
+	if !ok || p != "d-2" || !tm.Equal(at(12)) {
+		t.Errorf("recovered = %v %s %v, want d-2 at 12s", tm, p, ok)
+	}
+	// A killed container restarts in the same pod.
+	kill := []metrics.Event{
+		ev(0, watch.Added, pod("d-1", true, false)),
+		ev(11, watch.Modified, pod("d-1", false, false)),
+		ev(13, watch.Modified, pod("d-1", true, false)),
+	}
+	tm, p, ok = recovered(kill, at(10), "d-1", spec.KillContainer)
+	if !ok || p != "d-1" || !tm.Equal(at(13)) {
+		t.Errorf("recovered after kill = %v %s %v, want d-1 at 13s", tm, p, ok)
+	}
+	if _, _, ok := recovered(kill[:2], at(10), "d-1", spec.KillContainer); ok {
+		t.Error("recovered without a Ready event after the fault")
+	}
+}
+
+func TestSamplerCountsAndLatency(t *testing.T) {
+	s := newSampler(&Backend{}, "ns", nil)
+	scrape := func(n, b1, b2, inf float64) []byte {
+		return []byte("sluice_pe_operator_tuples_in_total{operator=\"sink\"} " + f(n) + "\n" +
+			"sluice_pe_sink_latency_seconds_bucket{operator=\"sink\",le=\"0.001\"} " + f(b1) + "\n" +
+			"sluice_pe_sink_latency_seconds_bucket{operator=\"sink\",le=\"0.002\"} " + f(b2) + "\n" +
+			"sluice_pe_sink_latency_seconds_bucket{operator=\"sink\",le=\"+Inf\"} " + f(inf) + "\n")
+	}
+	s.add(at(1), "p/sink", scrape(10, 5, 9, 10), "sink")
+	s.add(at(2), "p/sink", scrape(30, 15, 27, 30), "sink")
+	var lat []metrics.Sample
+	for _, x := range s.samples() {
+		if x.Name == metrics.TupleLatency {
+			lat = append(lat, x)
+		}
+	}
+	// Increments: 10 in (0,1ms], 8 in (1ms,2ms], 2 above.
+	want := []struct{ v, w float64 }{{0.001, 10}, {0.002, 8}, {0.002, 2}}
+	if len(lat) != len(want) {
+		t.Fatalf("latency samples %+v", lat)
+	}
+	for i, w := range want {
+		if lat[i].Value != w.v || lat[i].Weight != w.w {
+			t.Errorf("sample %d = %v x%v, want %v x%v", i, lat[i].Value, lat[i].Weight, w.v, w.w)
+		}
+	}
+	if !s.grewAfter(at(1.5)) || s.grewAfter(at(2)) {
+		t.Error("grewAfter: want growth after 1.5s and none after 2s")
+	}
+}
+
+func f(v float64) string { return metricsFormat(v) }
+
+func TestSinkOperators(t *testing.T) {
+	job, _, err := selfContained("ns", v1alpha1.PETemplate{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sinkOperators(job)
+	if len(got) != 1 || len(got["bl-pe-0"]) != 1 || got["bl-pe-0"][0] != "sink" {
+		t.Errorf("sinkOperators = %v", got)
+	}
+}
+
+func metricsFormat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
