@@ -103,7 +103,11 @@ type Kubelet struct {
 	backoff *Backoff
 	images  map[string]bool
 	pulls   map[string][]func()
-	ips     map[int]bool
+	// pullFree is when the node's image puller is free (serialized pulls).
+	pullFree time.Duration
+	// plegPhase places the node's PLEG relist ticks.
+	plegPhase time.Duration
+	ips       map[int]bool
 
 	// CPU is the node's cpu capacity in cores, shared by its pods.
 	CPU float64
@@ -145,6 +149,7 @@ func New(api *apiserver.Server, p Params, cfg Config) *Kubelet {
 	for _, im := range cfg.Images {
 		k.images[im] = true
 	}
+	k.plegPhase = time.Duration(k.e.Rand().Float64() * float64(p.PLEGRelistPeriod.D()))
 	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
 		pod := ev.Object.(*corev1.Pod)
 		if pod.Spec.NodeName == k.node {
@@ -363,6 +368,11 @@ func (k *Kubelet) ensureImage(ps *podState, spec corev1.Container, then func()) 
 		}
 	}
 	d := k.jitter(k.p.ImagePullOverhead.D()) + time.Duration(float64(size)/k.p.ImagePullBandwidth*float64(time.Second))
+	if k.p.SerializeImagePulls {
+		// One pull at a time per node: this one starts when the last ends.
+		d += max(0, k.pullFree-k.e.Now())
+		k.pullFree = k.e.Now() + d
+	}
 	k.e.After(d, func() {
 		waiting := k.pulls[im]
 		delete(k.pulls, im)
@@ -487,6 +497,27 @@ func (k *Kubelet) exited(ps *podState, c *container, code int32) {
 	if k.OnStopped != nil {
 		k.OnStopped(client.ObjectKeyFromObject(ps.pod))
 	}
+	// The kubelet learns of the exit at its next PLEG relist.
+	k.after(ps, k.plegDelay(), func() { k.handleExit(ps, c, code) })
+}
+
+// plegDelay is the time to the kubelet's next PLEG relist.
+func (k *Kubelet) plegDelay() time.Duration {
+	period := k.p.PLEGRelistPeriod.D()
+	if period <= 0 {
+		return 0
+	}
+	since := (k.e.Now() - k.plegPhase) % period
+	if since < 0 {
+		since += period
+	}
+	if since == 0 {
+		return 0
+	}
+	return period - since
+}
+
+func (k *Kubelet) handleExit(ps *podState, c *container, code int32) {
 	policy := ps.pod.Spec.RestartPolicy
 	restart := policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && code != 0)
 	if !restart {

@@ -26,6 +26,8 @@ type Params struct {
 	ProbeFailureThreshold int32              `json:"probeFailureThreshold"`
 	PodCIDRPrefix         string             `json:"podCIDRPrefix"`
 	VolumeSetup           paramfile.Duration `json:"volumeSetup"`
+	PLEGRelistPeriod      paramfile.Duration `json:"plegRelistPeriod"`
+	SerializeImagePulls   bool               `json:"serializeImagePulls"`
 	MountRetryInitial     paramfile.Duration `json:"mountRetryInitial"`
 	MountRetryMax         paramfile.Duration `json:"mountRetryMax"`
 }
