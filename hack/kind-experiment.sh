@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs experiment definitions on a real kind cluster with their
+# plain-Kubernetes baselines, then deletes the cluster (unless KEEP_CLUSTER=1).
+#
+#   hack/kind-experiment.sh submission -points pes=2,pes=4,pes=8,pes=16 -reps 3
+#   hack/kind-experiment.sh recovery -points fault=deletePod,fault=killContainer -reps 3
+#
+# Writes results/<name>/kind.csv and kind-baseline.csv (+ .json metadata)
+# and prints the medians with the platform/baseline ratio.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+name=${1:?usage: hack/kind-experiment.sh <experiment> [kind-experiment flags]}
+shift
+shared=${SHARED_KIND:-}
+for d in "$repo/../shared/kind" /work/shared/kind; do
+	if [[ -z $shared && -x $d/cluster-up ]]; then shared=$(cd "$d" && pwd); fi
+done
+cluster=${SLUICE_KIND_CLUSTER:-sluice-exp}
+if [[ -n $shared ]]; then
+	"$shared/docker-up" >/tmp/sluice-kind-docker-up.log 2>&1
+	trap '[[ ${KEEP_CLUSTER:-0} == 1 ]] || "$shared/cluster-down" "$cluster"' EXIT
+	"$shared/cluster-up" "$cluster" 3
+fi
+make image
+go run ./experiments/kindbackend/cmd/kind-experiment -cluster "$cluster" -name "$name" "$@"
