@@ -4,8 +4,10 @@
 // harness's own actions, and data-plane samples), so a metric has one
 // definition whether the cluster is simulated or real.
 //
-// Pod phases follow clusterloader2: create -> schedule -> run -> watch, where
-// every phase is the time the watcher saw the transition.
+// Pod phases follow clusterloader2: create -> schedule -> run -> watch. Every
+// moment is when the watcher saw the transition, except "run" of
+// pod_run_to_watch, which is the container's startedAt from the pod status
+// (second resolution, as the API serialises it).
 package metrics
 
 import "sort"
@@ -26,6 +28,7 @@ const (
 	Submission          = "submission"
 	PodCreateToSchedule = "pod_create_to_schedule"
 	PodScheduleToRun    = "pod_schedule_to_run"
+	PodRunToWatch       = "pod_run_to_watch"
 	PodRunToReady       = "pod_run_to_ready"
 	PodStartup          = "pod_startup"
 	PendingPods         = "pending_pods"
@@ -51,6 +54,7 @@ var catalogue = map[string]Info{
 	Submission:          {Submission, Seconds, "submission time", "Job created -> Job condition Submitted=True"},
 	PodCreateToSchedule: {PodCreateToSchedule, Seconds, "pod create to schedule", "PE pod ADDED -> PodScheduled=True, per pod"},
 	PodScheduleToRun:    {PodScheduleToRun, Seconds, "pod schedule to run", "PodScheduled=True -> phase Running, per pod"},
+	PodRunToWatch:       {PodRunToWatch, Seconds, "pod run to watch", "latest container startedAt (pod status, 1 s resolution) -> phase Running seen, per pod"},
 	PodRunToReady:       {PodRunToReady, Seconds, "pod run to ready", "phase Running -> Ready=True (PE connected), per pod"},
 	PodStartup:          {PodStartup, Seconds, "pod startup", "PE pod ADDED -> Ready=True, per pod"},
 	PendingPods:         {PendingPods, Count, "pending PE pods", "PE pods never scheduled by the end of the trial"},

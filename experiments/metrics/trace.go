@@ -99,7 +99,7 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 			if d, ok := tr.submission(); ok {
 				add("", d.Seconds())
 			}
-		case PodCreateToSchedule, PodScheduleToRun, PodRunToReady, PodStartup:
+		case PodCreateToSchedule, PodScheduleToRun, PodRunToWatch, PodRunToReady, PodStartup:
 			for _, p := range tr.podPhases() {
 				if d, ok := p.phase(n); ok {
 					add(p.name, d.Seconds())
@@ -171,8 +171,11 @@ func (tr *Trace) submission() (time.Duration, bool) {
 type podTimes struct {
 	name                               string
 	created, scheduled, running, ready time.Time
-	deleted                            bool
-	seenCreate                         bool
+	// started is the latest container start in the pod status when it was
+	// first seen Running.
+	started    time.Time
+	deleted    bool
+	seenCreate bool
 }
 
 // phase returns one clusterloader2 phase of the pod, if both ends were seen.
@@ -183,6 +186,8 @@ func (p *podTimes) phase(metric string) (time.Duration, bool) {
 		from, to = p.created, p.scheduled
 	case PodScheduleToRun:
 		from, to = p.scheduled, p.running
+	case PodRunToWatch:
+		from, to = p.started, p.running
 	case PodRunToReady:
 		from, to = p.running, p.ready
 	case PodStartup:
@@ -220,6 +225,11 @@ func (tr *Trace) podPhases() []*podTimes {
 		}
 		if p.running.IsZero() && pod.Status.Phase == corev1.PodRunning {
 			p.running = e.Time
+			for _, cs := range pod.Status.ContainerStatuses {
+				if r := cs.State.Running; r != nil && r.StartedAt.Time.After(p.started) {
+					p.started = r.StartedAt.Time
+				}
+			}
 		}
 		if p.ready.IsZero() && podCondition(pod, corev1.PodReady) {
 			p.ready = e.Time

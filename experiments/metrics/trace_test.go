@@ -41,6 +41,13 @@ func pod(name, node string, phase corev1.PodPhase, ready bool) *corev1.Pod {
 	return p
 }
 
+// started sets the pod's container as started s seconds after t0.
+func started(p *corev1.Pod, s float64) *corev1.Pod {
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "pe",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at(s))}}}}
+	return p
+}
+
 func pe(index int, launch int32, conn v1alpha1.Connectivity) *v1alpha1.ProcessingElement {
 	p := &v1alpha1.ProcessingElement{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p-pe-" + string(rune('0'+index)),
 		Labels: labels("")}}
@@ -59,14 +66,14 @@ func TestSubmissionAndPodPhases(t *testing.T) {
 		ev(1, watch.Added, job(false)),
 		ev(2, watch.Added, pod("p-pe-0-0", "", corev1.PodPending, false)),
 		ev(2.5, watch.Modified, pod("p-pe-0-0", "n1", corev1.PodPending, false)),
-		ev(4, watch.Modified, pod("p-pe-0-0", "n1", corev1.PodRunning, false)),
+		ev(4, watch.Modified, started(pod("p-pe-0-0", "n1", corev1.PodRunning, false), 3)),
 		ev(7, watch.Modified, pod("p-pe-0-0", "n1", corev1.PodRunning, true)),
 		ev(3, watch.Added, pod("p-pe-1-0", "", corev1.PodPending, false)),
 		// A pod of another job and a non-PE object are ignored.
 		ev(3, watch.Added, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "other",
 			Labels: map[string]string{v1alpha1.LabelJob: "q", v1alpha1.LabelRole: v1alpha1.RolePEPod}}}),
 	}}
-	rows, err := tr.Compute([]string{Submission, PodCreateToSchedule, PodScheduleToRun, PodRunToReady, PodStartup, PendingPods})
+	rows, err := tr.Compute([]string{Submission, PodCreateToSchedule, PodScheduleToRun, PodRunToWatch, PodRunToReady, PodStartup, PendingPods})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +81,7 @@ func TestSubmissionAndPodPhases(t *testing.T) {
 		{Metric: Submission, Value: 8, Unit: "s"},
 		{Metric: PodCreateToSchedule, Subject: "p-pe-0-0", Value: 0.5, Unit: "s"},
 		{Metric: PodScheduleToRun, Subject: "p-pe-0-0", Value: 1.5, Unit: "s"},
+		{Metric: PodRunToWatch, Subject: "p-pe-0-0", Value: 1, Unit: "s"},
 		{Metric: PodRunToReady, Subject: "p-pe-0-0", Value: 3, Unit: "s"},
 		{Metric: PodStartup, Subject: "p-pe-0-0", Value: 5, Unit: "s"},
 		{Metric: PendingPods, Value: 1, Unit: "count"},
