@@ -86,6 +86,9 @@ type Params struct {
 	Scheme *runtime.Scheme
 	// Overrides are the parameter files applied with Override, by model.
 	Overrides map[string]map[string]paramfile.Entry
+	// Trace keeps a line per API change (Cluster.Trace), for golden traces
+	// and determinism checks; off by default as it grows with the run.
+	Trace bool
 }
 
 // DefaultParams are the embedded defaults of every model.
@@ -144,9 +147,11 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 	api := apiserver.New(e, clk, p.Scheme, p.APIServer)
 	c := &Cluster{e: e, clk: clk, api: api, c: api.Client("sim:cluster"), p: p,
 		kubelets: map[string]*kubelet.Kubelet{}, beats: map[string]*nodelifecycle.Heartbeat{}}
-	api.WatchAll(func(ev apiserver.WatchEvent) {
-		c.trace = append(c.trace, fmt.Sprintf("%v %s %s %s/%s rv=%d", e.Now(), ev.Type, ev.GVK.Kind, ev.Object.GetNamespace(), ev.Object.GetName(), ev.ResourceVersion))
-	})
+	if p.Trace {
+		api.WatchAll(func(ev apiserver.WatchEvent) {
+			c.trace = append(c.trace, fmt.Sprintf("%v %s %s %s/%s rv=%d", e.Now(), ev.Type, ev.GVK.Kind, ev.Object.GetNamespace(), ev.Object.GetName(), ev.ResourceVersion))
+		})
+	}
 
 	c.hostCPU = shape.HostCPU
 	nodes, err := nodeShapes(shape)
@@ -340,7 +345,8 @@ func (c *Cluster) DataPlane() *dataplane.DataPlane             { return c.dp }
 // Nodes lists the node names in creation order.
 func (c *Cluster) Nodes() []string { return append([]string(nil), c.nodes...) }
 
-// Trace is every change seen on the API server so far, one line each.
+// Trace is every change seen on the API server so far, one line each
+// (empty unless Params.Trace).
 func (c *Cluster) Trace() []string { return c.trace }
 
 // RunFor advances virtual time by d.

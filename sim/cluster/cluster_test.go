@@ -254,7 +254,12 @@ func TestPEPodsConnectFlowAndRecover(t *testing.T) {
 
 func TestSameSeedSameTrace(t *testing.T) {
 	run := func(seed uint64) []string {
-		c := newCluster(t, seed, 3)
+		p := DefaultParams()
+		p.Trace = true
+		c, err := New(seed, Shape{Nodes: 3, CPU: "2", Memory: "4Gi", Images: []string{"sluice/pe:dev"}}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		peJob(t, c, 200)
 		for i := 0; i < 3; i++ {
 			if err := c.Client().Create(context.Background(), podSpec(fmt.Sprintf("x%d", i), "300m")); err != nil {
