@@ -20,10 +20,14 @@ import (
 func main() {
 	var metricsAddr, probeAddr, peImage string
 	var leaderElect bool
+	var qps float64
+	var burst int
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one operator replica reconciles")
 	flag.StringVar(&peImage, "pe-image", envOr("SLUICE_PE_IMAGE", render.DefaultPEImage), "default PE runtime image for Jobs that name none")
+	flag.Float64Var(&qps, "kube-api-qps", operator.ClientQPS, "requests per second the operator may make to the API server")
+	flag.IntVar(&burst, "kube-api-burst", operator.ClientBurst, "burst of requests above the QPS")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -31,7 +35,9 @@ func main() {
 	klog.SetLogger(ctrl.Log)
 	log := ctrl.Log.WithName("operator")
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 operator.Scheme(),
 		Cache:                  operator.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},

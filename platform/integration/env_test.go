@@ -142,7 +142,9 @@ func startGarbageCollector(env *envtest.Environment) (func(), error) {
 // returned function is called (an operator crash, as far as the platform can tell).
 func startOperator(t *testing.T) func() {
 	t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	opCfg := rest.CopyConfig(cfg)
+	opCfg.QPS, opCfg.Burst = operator.ClientQPS, operator.ClientBurst
+	mgr, err := ctrl.NewManager(opCfg, ctrl.Options{
 		Scheme:                 operator.Scheme(),
 		Cache:                  operator.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},

@@ -33,6 +33,15 @@ import (
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
+// Client-side rate limits of the operator's API client. controller-runtime's
+// defaults (20 QPS, burst 30) cap a submission at about three PEs a second
+// (six writes per PE); the API server's priority and fairness protects it
+// from a busy operator. The simulator's driver uses the same values.
+const (
+	ClientQPS   = 100
+	ClientBurst = 200
+)
+
 // Scheme returns a scheme with the built-in kinds and the platform's kinds.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
