@@ -359,7 +359,7 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 			}
 			t := plot.Tick{Value: v}
 			if m == 1 {
-				t.Label = strconv.FormatFloat(math.Pow(10, e), 'g', 6, 64)
+				t.Label = strconv.FormatFloat(math.Pow(10, e), 'f', -1, 64)
 			}
 			ts = append(ts, t)
 		}

@@ -141,7 +141,8 @@ type Plot struct {
 	// LogX draws a numeric X on a log2 scale.
 	// +optional
 	LogX bool `json:"logX,omitempty"`
-	// LogY draws the metrics on a log10 scale (for values spanning decades).
+	// LogY draws the metrics on a log10 scale (for values spanning decades);
+	// a panel with a value <= 0 stays linear.
 	// +optional
 	LogY bool `json:"logY,omitempty"`
 	// Series are further sweep parameters that split lines (besides the backend).
