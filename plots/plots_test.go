@@ -156,3 +156,30 @@ func TestShortTicks(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+func TestLogY(t *testing.T) {
+	d := loadDef(t, "recovery") // plot.logY: true
+	rows := []results.Row{
+		{Experiment: "recovery", Backend: "sim", Params: "fault=deletePod", Metric: "recovery_connected", Value: 0.5, Unit: "s"},
+		{Experiment: "recovery", Backend: "sim", Params: "fault=stopNode", Metric: "recovery_connected", Value: 300, Unit: "s"},
+	}
+	p, err := Panel(d, rows, "recovery_connected")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, tk := range p.Y.Tick.Marker.Ticks(p.Y.Min, p.Y.Max) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	// Decades from below 0.5 to above 300, in plain decimals.
+	if diff := cmp.Diff([]string{"0.1", "1", "10", "100", "1000"}, labels); diff != "" {
+		t.Error(diff)
+	}
+	// A zero forces a linear axis (log10(0) has no place).
+	rows[0].Value = 0
+	if p, _ = Panel(d, rows, "recovery_connected"); p.Y.Min != 0 {
+		t.Errorf("linear axis expected from 0, got min %v", p.Y.Min)
+	}
+}
