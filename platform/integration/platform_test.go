@@ -16,6 +16,7 @@ import (
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/app"
+	"sluice.dev/sluice/platform/integration/realapi"
 	"sluice.dev/sluice/platform/wiring/wiringtest"
 )
 
@@ -48,30 +49,12 @@ func pods(t *testing.T, ns string) []corev1.Pod {
 	return l.Items
 }
 
-// kubelet binds every unbound pod of ns to node and reports it Running and
-// Ready, as the scheduler and the kubelet (with the PE runtime's readiness)
-// would. It returns how many pods it started.
+// kubelet plays scheduler and kubelet for every unbound pod of ns.
 func kubelet(t *testing.T, ns, node string) int {
 	t.Helper()
-	ctx := context.Background()
-	n := 0
-	for _, p := range pods(t, ns) {
-		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
-			continue
-		}
-		b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns},
-			Target: corev1.ObjectReference{Kind: "Node", Name: node}}
-		if err := k8s.SubResource("binding").Create(ctx, &p, b); err != nil {
-			t.Fatalf("bind %s: %v", p.Name, err)
-		}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(&p), &p); err != nil {
-			t.Fatal(err)
-		}
-		wiringtest.SetPodRunning(&p, node, true)
-		if err := k8s.Status().Update(ctx, &p); err != nil {
-			t.Fatalf("status of %s: %v", p.Name, err)
-		}
-		n++
+	n, err := realapi.Kubelet(context.Background(), k8s, ns, node)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return n
 }
