@@ -97,12 +97,12 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 		switch n {
 		case Submission:
 			if d, ok := tr.submission(); ok {
-				add("", d.Seconds())
+				add("", secs(d))
 			}
 		case PodCreateToSchedule, PodScheduleToRun, PodRunToWatch, PodRunToReady, PodStartup:
 			for _, p := range tr.podPhases() {
 				if d, ok := p.phase(n); ok {
-					add(p.name, d.Seconds())
+					add(p.name, secs(d))
 				}
 			}
 		case PendingPods:
@@ -121,18 +121,22 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 			}
 		case GCJob, GCDependents:
 			if d, ok := tr.gc(n == GCJob); ok {
-				add("", d.Seconds())
+				add("", secs(d))
 			}
 		case FaultDetected, RecoveryConnected, RecoveryFlowing:
 			for _, f := range tr.faults() {
 				if d, ok := tr.recovery(f, n); ok {
-					add(app.PEName(tr.Job, int32(f.PE)), d.Seconds())
+					add(app.PEName(tr.Job, int32(f.PE)), secs(d))
 				}
 			}
 		}
 	}
 	return rows, nil
 }
+
+// secs is d in seconds as the double nearest to its exact decimal value
+// (Duration.Seconds adds two parts and can miss it: 1.4359562399999999).
+func secs(d time.Duration) float64 { return float64(d) / 1e9 }
 
 func (tr *Trace) sort() {
 	slices.SortStableFunc(tr.Events, func(a, b Event) int { return a.Time.Compare(b.Time) })

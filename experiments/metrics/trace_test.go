@@ -206,3 +206,9 @@ func TestRecovery(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+func TestSecondsAreShortDecimals(t *testing.T) {
+	if got := results.FormatValue(secs(1435956240 * time.Nanosecond)); got != "1.43595624" {
+		t.Errorf("1435956240ns formats as %s", got)
+	}
+}

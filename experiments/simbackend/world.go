@@ -11,6 +11,7 @@ import (
 	"sluice.dev/sluice/experiments/metrics"
 	"sluice.dev/sluice/experiments/spec"
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/operator"
 	"sluice.dev/sluice/platform/wiring"
 	"sluice.dev/sluice/sim/cluster"
 	"sluice.dev/sluice/sim/driver"
@@ -54,7 +55,10 @@ func newWorld(seed int64, cl spec.Cluster) (*world, error) {
 		return nil, err
 	}
 	gc.New(c.API(), gc.DefaultParams()).Start()
-	op := driver.New(c.API(), driver.Options{Name: "sluice-operator", PEImage: PEImage})
+	// The operator's client limits and cache selectors are the real
+	// operator's (platform/operator, cmd/operator's defaults).
+	op := driver.New(c.API(), driver.Options{Name: "sluice-operator", PEImage: PEImage,
+		QPS: operator.ClientQPS, Burst: operator.ClientBurst, Cache: operator.CacheOptions()})
 	op.Build(func(d wiring.Deps) []wiring.Controller {
 		return wiring.Controllers(d, wiring.NewCoordinators(d))
 	})
