@@ -1,11 +1,19 @@
 package main
 
 import (
+	"context"
+	"os"
+
+	"sluice.dev/sluice/experiments/kindbackend"
 	"sluice.dev/sluice/experiments/runner"
 	"sluice.dev/sluice/experiments/simbackend"
 )
 
 func init() {
 	backends["sim"] = func() (runner.Backend, error) { return simbackend.New(), nil }
-	// "kind" registers here when the kind backend lands (its own issue).
+	// A real kind cluster ($SLUICE_KIND_CLUSTER, default sluice-exp; created,
+	// loaded with `make image`'s images and given the operator if needed).
+	backends["kind"] = func() (runner.Backend, error) {
+		return kindbackend.FromEnv(context.Background(), ".", kindbackend.Platform, os.Stderr)
+	}
 }
