@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -66,6 +65,9 @@ func pipelineJob(ns, name string) *v1alpha1.Job {
 				},
 			},
 			Fusion: v1alpha1.Fusion{Mode: v1alpha1.FusionPerOperator},
+			// Stated in full: a Go client always sends the three booleans,
+			// so the CRD's defaults (true/false/true) never apply to it.
+			PE: v1alpha1.PETemplate{RestartPolicy: v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true}},
 		},
 	}
 }
@@ -233,5 +235,3 @@ func dump(t *testing.T, c *kindconfig.Cluster, ns string) {
 		}
 	}
 }
-
-func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
