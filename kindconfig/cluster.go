@@ -15,6 +15,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,6 +26,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
@@ -65,6 +67,8 @@ const (
 	OperatorDeployment = "sluice-operator"
 	OperatorImage      = "sluice-operator:dev"
 	PEImage            = "sluice-pe:dev"
+	// LeaderElectionID is the operator's lease (cmd/operator).
+	LeaderElectionID = "operator.streams.sluice.dev"
 )
 
 // Options create or reuse a cluster.
@@ -423,6 +427,18 @@ func (c *Cluster) WaitOperatorReady(ctx context.Context, timeout time.Duration) 
 		}
 		if !PodReady(pod) {
 			last = "operator pod " + pod.Name + " not ready"
+			return false, nil
+		}
+		// Ready is not reconciling: a new replica first waits out the
+		// previous leader's lease.
+		var lease coordinationv1.Lease
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: OperatorNamespace, Name: LeaderElectionID}, &lease); err != nil {
+			last = "leader lease: " + err.Error()
+			return false, nil
+		}
+		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+		if !strings.HasPrefix(holder, pod.Name+"_") {
+			last = fmt.Sprintf("lease held by %q, not by %s", holder, pod.Name)
 			return false, nil
 		}
 		return true, nil
