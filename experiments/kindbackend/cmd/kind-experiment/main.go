@@ -23,7 +23,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"sluice.dev/sluice/experiments/kindbackend"
 	"sluice.dev/sluice/experiments/results"
@@ -53,7 +57,9 @@ func run() error {
 	if *name == "" {
 		return fmt.Errorf("-name is required")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctrllog.SetLogger(logr.Discard())
+	// SIGTERM too: trials clean up their namespace and restart stopped nodes.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	repo, _ := os.Getwd()
 	def, err := spec.Load(filepath.Join(*defs, *name+".yaml"), *workloads)
