@@ -74,6 +74,9 @@ func (b *Backend) hitPod(ctx context.Context, action spec.Action, nodeName strin
 		if err != nil {
 			return time.Time{}, err
 		}
+		if op, err := b.Cluster.OperatorPod(ctx); err == nil && op.Spec.NodeName == node {
+			b.logf("warning: the operator runs on %s too; it stops with the node", node)
+		}
 		at := b.clk.Now()
 		stopped[node] = true
 		var cmd *exec.Cmd
