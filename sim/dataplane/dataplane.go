@@ -161,6 +161,7 @@ func (d *DataPlane) AddPE(cfg *peconfig.PE) {
 		j.opPE[cfg.Operators[i].Name] = x
 	}
 	j.pes[cfg.Name] = x
+	j.invalidate()
 	d.pes[k] = x
 	// Profiles depend on every PE of the job (tuple sizes): start afresh.
 	for _, y := range j.pes {
@@ -877,6 +878,7 @@ func (d *DataPlane) RemovePE(namespace, name string) {
 	x.epoch++
 	delete(d.pes, k)
 	delete(x.job.pes, name)
+	x.job.invalidate()
 	for op, y := range x.job.opPE {
 		if y == x {
 			delete(x.job.opPE, op)

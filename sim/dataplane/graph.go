@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -157,6 +158,30 @@ type jobIndex struct {
 	pes map[string]*pe // by PE name
 	// opPE maps an operator to the PE it is fused into.
 	opPE map[string]*pe
+	// Memos of payload and keys by operator; a PE added or removed
+	// clears them (invalidate).
+	payloadMemo map[string]int32
+	keysMemo    map[string]int64
+}
+
+// invalidate forgets derived facts after the job's PEs changed.
+func (j *jobIndex) invalidate() { j.payloadMemo, j.keysMemo = nil, nil }
+
+// inbound lists the streams into an operator. Every stream into an operator
+// is in the configuration of the PE that operator is fused into, so no walk
+// over the whole job is needed.
+func (j *jobIndex) inbound(name string) []peconfig.Stream {
+	x := j.opPE[name]
+	if x == nil {
+		return nil
+	}
+	var out []peconfig.Stream
+	for _, s := range x.cfg.Streams {
+		if s.To.Operator == name {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // sorted lists the job's PEs by name, for walks whose result may depend on
@@ -178,8 +203,20 @@ func (j *jobIndex) op(name string) *v1alpha1.Operator {
 }
 
 // payload is the payload size of the tuples an operator emits: that of the
-// source upstream of it (the first found).
+// source upstream of it (the first found, in stream order).
 func (j *jobIndex) payload(name string, seen map[string]bool) int32 {
+	if v, ok := j.payloadMemo[name]; ok {
+		return v
+	}
+	v := j.payloadWalk(name, seen)
+	if j.payloadMemo == nil {
+		j.payloadMemo = map[string]int32{}
+	}
+	j.payloadMemo[name] = v
+	return v
+}
+
+func (j *jobIndex) payloadWalk(name string, seen map[string]bool) int32 {
 	if seen[name] {
 		return 0
 	}
@@ -194,13 +231,9 @@ func (j *jobIndex) payload(name string, seen map[string]bool) int32 {
 		}
 		return 0
 	}
-	for _, x := range j.sorted() {
-		for _, s := range x.cfg.Streams {
-			if s.To.Operator == name {
-				if p := j.payload(s.From.Operator, seen); p > 0 {
-					return p
-				}
-			}
+	for _, s := range j.inbound(name) {
+		if p := j.payload(s.From.Operator, seen); p > 0 {
+			return p
 		}
 	}
 	return 0
@@ -208,6 +241,24 @@ func (j *jobIndex) payload(name string, seen map[string]bool) int32 {
 
 // keys is the key cardinality upstream of an operator.
 func (j *jobIndex) keys(name string, def int64, seen map[string]bool) int64 {
+	// Only a top-level answer is memoised: inside a walk, seen makes a
+	// shared ancestor count once, which a memoised sub-answer would not.
+	if len(seen) > 0 {
+		return j.keysWalk(name, def, seen)
+	}
+	memo := fmt.Sprintf("%s|%d", name, def)
+	if v, ok := j.keysMemo[memo]; ok {
+		return v
+	}
+	v := j.keysWalk(name, def, seen)
+	if j.keysMemo == nil {
+		j.keysMemo = map[string]int64{}
+	}
+	j.keysMemo[memo] = v
+	return v
+}
+
+func (j *jobIndex) keysWalk(name string, def int64, seen map[string]bool) int64 {
 	if seen[name] {
 		return 0
 	}
@@ -223,12 +274,8 @@ func (j *jobIndex) keys(name string, def int64, seen map[string]bool) int64 {
 		return def
 	}
 	var total int64
-	for _, x := range j.sorted() {
-		for _, s := range x.cfg.Streams {
-			if s.To.Operator == name {
-				total += j.keys(s.From.Operator, def, seen)
-			}
-		}
+	for _, s := range j.inbound(name) {
+		total += j.keysWalk(s.From.Operator, def, seen)
 	}
 	return total
 }

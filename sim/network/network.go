@@ -101,6 +101,12 @@ type Network struct {
 	p   Params
 	pod map[types.NamespacedName]*corev1.Pod
 	svc map[types.NamespacedName]*service
+	// Indexes by "namespace/key=value" label pair, so that a pod event
+	// recomputes only Services whose selector can match it, and a recompute
+	// scans only pods carrying the selector's indexed pair: a 10,000-PE Job
+	// has 10,000 Services.
+	svcByPair map[string]map[types.NamespacedName]bool
+	podByPair map[string]map[types.NamespacedName]bool
 
 	lastSync time.Duration
 	synced   bool
@@ -113,21 +119,40 @@ type Network struct {
 
 // New starts the network model, following pods and Services.
 func New(api *apiserver.Server, p Params) *Network {
-	n := &Network{e: api.Engine(), p: p, pod: map[types.NamespacedName]*corev1.Pod{}, svc: map[types.NamespacedName]*service{}}
+	n := &Network{e: api.Engine(), p: p, pod: map[types.NamespacedName]*corev1.Pod{}, svc: map[types.NamespacedName]*service{},
+		svcByPair: map[string]map[types.NamespacedName]bool{}, podByPair: map[string]map[types.NamespacedName]bool{}}
 	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
 		pod := ev.Object.(*corev1.Pod)
 		k := client.ObjectKeyFromObject(pod)
+		cand := map[types.NamespacedName]bool{}
+		if old := n.pod[k]; old != nil {
+			for lk, lv := range old.Labels {
+				pair := labelPair(k.Namespace, lk, lv)
+				delete(n.podByPair[pair], k)
+				for sk := range n.svcByPair[pair] {
+					cand[sk] = true
+				}
+			}
+		}
 		if ev.Type == watch.Deleted {
 			delete(n.pod, k)
 		} else {
 			n.pod[k] = pod
+			for lk, lv := range pod.Labels {
+				pair := labelPair(k.Namespace, lk, lv)
+				if n.podByPair[pair] == nil {
+					n.podByPair[pair] = map[types.NamespacedName]bool{}
+				}
+				n.podByPair[pair][k] = true
+				for sk := range n.svcByPair[pair] {
+					cand[sk] = true
+				}
+			}
 		}
 		// In a fixed order: recomputing schedules events and draws numbers.
-		keys := make([]types.NamespacedName, 0, len(n.svc))
-		for sk := range n.svc {
-			if sk.Namespace == pod.Namespace {
-				keys = append(keys, sk)
-			}
+		keys := make([]types.NamespacedName, 0, len(cand))
+		for sk := range cand {
+			keys = append(keys, sk)
 		}
 		sort.Slice(keys, func(i, j int) bool { return keys[i].Name < keys[j].Name })
 		for _, sk := range keys {
@@ -137,6 +162,11 @@ func New(api *apiserver.Server, p Params) *Network {
 	api.Watch(&corev1.Service{}, func(ev apiserver.WatchEvent) {
 		svc := ev.Object.(*corev1.Service)
 		k := client.ObjectKeyFromObject(svc)
+		if old := n.svc[k]; old != nil && old.svc != nil {
+			if pair, ok := indexPair(old.svc); ok {
+				delete(n.svcByPair[pair], k)
+			}
+		}
 		if ev.Type == watch.Deleted {
 			if s := n.svc[k]; s != nil {
 				s.desired = nil
@@ -151,6 +181,12 @@ func New(api *apiserver.Server, p Params) *Network {
 			n.svc[k] = s
 		}
 		s.svc = svc
+		if pair, ok := indexPair(svc); ok {
+			if n.svcByPair[pair] == nil {
+				n.svcByPair[pair] = map[types.NamespacedName]bool{}
+			}
+			n.svcByPair[pair][k] = true
+		}
 		n.recompute(k, s)
 	})
 	return n
@@ -218,14 +254,34 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
+func labelPair(ns, k, v string) string { return ns + "/" + k + "=" + v }
+
+// indexPair is the label pair a Service is indexed under: the first of its
+// selector's pairs by key. A pod can match the selector only if it carries
+// that pair. A Service without a selector has no endpoints from pods.
+func indexPair(svc *corev1.Service) (string, bool) {
+	sel := svc.Spec.Selector
+	if len(sel) == 0 {
+		return "", false
+	}
+	first := ""
+	for k := range sel {
+		if first == "" || k < first {
+			first = k
+		}
+	}
+	return labelPair(svc.Namespace, first, sel[first]), true
+}
+
 // recompute is the EndpointSlice controller: the ready pods the selector
 // matches (or every pod with an IP when publishNotReadyAddresses is set).
 func (n *Network) recompute(k types.NamespacedName, s *service) {
 	var want []types.NamespacedName
-	if sel := s.svc.Spec.Selector; len(sel) > 0 {
-		ls := labels.SelectorFromSet(sel)
-		for pk, p := range n.pod {
-			if pk.Namespace != k.Namespace || !ls.Matches(labels.Set(p.Labels)) {
+	if pair, ok := indexPair(s.svc); ok {
+		ls := labels.SelectorFromSet(s.svc.Spec.Selector)
+		for pk := range n.podByPair[pair] {
+			p := n.pod[pk]
+			if !ls.Matches(labels.Set(p.Labels)) {
 				continue
 			}
 			if podReady(p) || (s.svc.Spec.PublishNotReadyAddresses && p.Status.PodIP != "" && p.DeletionTimestamp == nil &&
