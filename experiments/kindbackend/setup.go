@@ -32,3 +32,7 @@ func FromEnv(ctx context.Context, repoDir string, mode Mode, log io.Writer) (*Ba
 	}
 	return New(c, mode, log)
 }
+
+// ClusterName is the kind cluster's name, for the cluster column of the
+// rows (the runner writes the definition's cluster name there today).
+func (b *Backend) ClusterName() string { return b.Cluster.Name }

@@ -126,7 +126,7 @@ func run() error {
 				continue
 			}
 			for _, x := range r {
-				x.Experiment, x.Backend, x.Cluster = def.Name, b.Name(), c.Name
+				x.Experiment, x.Backend, x.Cluster = def.Name, b.Name(), b.ClusterName()
 				x.Params, x.Repetition, x.Seed = t.Point.String(), t.Repetition, t.Seed
 				rows[b.Name()] = append(rows[b.Name()], x)
 			}
