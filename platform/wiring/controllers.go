@@ -15,31 +15,10 @@ import (
 
 // Coordinators are the single writers of each kind, shared by every
 // reconciler of one operator process.
-type Coordinators struct {
-	Jobs       *coordinator.Coordinator[*v1alpha1.Job]
-	PEs        *coordinator.Coordinator[*v1alpha1.ProcessingElement]
-	HostPools  *coordinator.Coordinator[*v1alpha1.HostPool]
-	ConfigMaps *coordinator.Coordinator[*corev1.ConfigMap]
-	Services   *coordinator.Coordinator[*corev1.Service]
-	Pods       *coordinator.Coordinator[*corev1.Pod]
-}
+type Coordinators = coordinator.Set
 
 // NewCoordinators makes one coordinator per kind over d's client and clock.
-func NewCoordinators(d Deps) *Coordinators {
-	return &Coordinators{
-		Jobs:       coordinator.New(d.Client, d.Clock, func() *v1alpha1.Job { return &v1alpha1.Job{} }),
-		PEs:        coordinator.New(d.Client, d.Clock, func() *v1alpha1.ProcessingElement { return &v1alpha1.ProcessingElement{} }),
-		HostPools:  coordinator.New(d.Client, d.Clock, func() *v1alpha1.HostPool { return &v1alpha1.HostPool{} }),
-		ConfigMaps: coordinator.New(d.Client, d.Clock, func() *corev1.ConfigMap { return &corev1.ConfigMap{} }),
-		Services:   coordinator.New(d.Client, d.Clock, func() *corev1.Service { return &corev1.Service{} }),
-		Pods:       coordinator.New(d.Client, d.Clock, func() *corev1.Pod { return &corev1.Pod{} }),
-	}
-}
-
-// Writes is the number of API writes all coordinators have made.
-func (c *Coordinators) Writes() uint64 {
-	return c.Jobs.Writes() + c.PEs.Writes() + c.HostPools.Writes() + c.ConfigMaps.Writes() + c.Services.Writes() + c.Pods.Writes()
-}
+func NewCoordinators(d Deps) *Coordinators { return coordinator.NewSet(d.Client, d.Clock) }
 
 // Controllers returns the platform's reconcilers: one controller per kind,
 // the conductors, and the watches that chain them. The causal chain of a
@@ -54,11 +33,10 @@ func Controllers(d Deps, co *Coordinators) []Controller {
 	podsOfPE := Watch{Object: &corev1.Pod{}, Map: ByLabel(v1alpha1.LabelPE)}
 	return []Controller{
 		{
-			Name: "job",
-			For:  &v1alpha1.Job{},
-			Reconciler: &job.Reconciler{Client: d.Client, Clock: d.Clock, Recorder: d.Recorder, Coord: job.Coordinators{
-				Jobs: co.Jobs, PEs: co.PEs, HostPools: co.HostPools, ConfigMaps: co.ConfigMaps, Services: co.Services}},
-			Workers: 2,
+			Name:       "job",
+			For:        &v1alpha1.Job{},
+			Reconciler: &job.Reconciler{Client: d.Client, Clock: d.Clock, Recorder: d.Recorder, Coord: co},
+			Workers:    2,
 		},
 		{
 			Name:       "processingelement",

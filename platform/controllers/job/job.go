@@ -26,21 +26,12 @@ import (
 	"sluice.dev/sluice/platform/render"
 )
 
-// Coordinators are the single writers the Job controller submits to.
-type Coordinators struct {
-	Jobs       *coordinator.Coordinator[*v1alpha1.Job]
-	PEs        *coordinator.Coordinator[*v1alpha1.ProcessingElement]
-	HostPools  *coordinator.Coordinator[*v1alpha1.HostPool]
-	ConfigMaps *coordinator.Coordinator[*corev1.ConfigMap]
-	Services   *coordinator.Coordinator[*corev1.Service]
-}
-
 // Reconciler is the Job controller.
 type Reconciler struct {
 	Client   client.Client
 	Clock    clock.PassiveClock
 	Recorder record.EventRecorder
-	Coord    Coordinators
+	Coord    *coordinator.Set
 }
 
 // RetryPoll is how often a retrying Job looks whether its old children are gone.

@@ -1,0 +1,37 @@
+package coordinator
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+)
+
+// Set holds the single writer of every kind the platform writes. One Set
+// serves every reconciler of one operator process.
+type Set struct {
+	Jobs       *Coordinator[*v1alpha1.Job]
+	PEs        *Coordinator[*v1alpha1.ProcessingElement]
+	HostPools  *Coordinator[*v1alpha1.HostPool]
+	ConfigMaps *Coordinator[*corev1.ConfigMap]
+	Services   *Coordinator[*corev1.Service]
+	Pods       *Coordinator[*corev1.Pod]
+}
+
+// NewSet makes one coordinator per kind over c and clk.
+func NewSet(c client.Client, clk clock.PassiveClock) *Set {
+	return &Set{
+		Jobs:       New(c, clk, func() *v1alpha1.Job { return &v1alpha1.Job{} }),
+		PEs:        New(c, clk, func() *v1alpha1.ProcessingElement { return &v1alpha1.ProcessingElement{} }),
+		HostPools:  New(c, clk, func() *v1alpha1.HostPool { return &v1alpha1.HostPool{} }),
+		ConfigMaps: New(c, clk, func() *corev1.ConfigMap { return &corev1.ConfigMap{} }),
+		Services:   New(c, clk, func() *corev1.Service { return &corev1.Service{} }),
+		Pods:       New(c, clk, func() *corev1.Pod { return &corev1.Pod{} }),
+	}
+}
+
+// Writes is the number of API writes all coordinators have made.
+func (s *Set) Writes() uint64 {
+	return s.Jobs.Writes() + s.PEs.Writes() + s.HostPools.Writes() + s.ConfigMaps.Writes() + s.Services.Writes() + s.Pods.Writes()
+}
