@@ -466,7 +466,7 @@ func TestPEService(t *testing.T) {
 func TestHostPoolAndProcessingElement(t *testing.T) {
 	p := plan(t)
 	job := testJob()
-	job.Spec.PE = v1alpha1.PETemplate{Image: "img", RestartPolicy: v1alpha1.PERestartPolicy{RestartFailed: true}}
+	job.Spec.PE = v1alpha1.PETemplate{Image: "img", RestartPolicy: &v1alpha1.PERestartPolicy{RestartFailed: true}}
 	hp := HostPool(job, p.HostPools[0])
 	checkJobOwned(t, "host pool", hp.ObjectMeta, "job-p", "host-pool")
 	if d := cmp.Diff(p.HostPools[0], hp.Spec); d != "" {

@@ -370,3 +370,19 @@ func TestUnschedulableThenTimeoutThenRetry(t *testing.T) {
 	}
 	checkChildren(t, h, got, 3, 1)
 }
+
+// A Job that names no restart policy gets the documented default: a deleted
+// pod is replaced (regression: a zero-valued policy used to mean "never").
+func TestDefaultRestartPolicyRelaunchesDeletedPod(t *testing.T) {
+	j := wiringtest.PipelineJob(ns, "pipe", 3)
+	j.Spec.PE.RestartPolicy = nil
+	h := wiringtest.New(t, j)
+	h.Run(t, 1000)
+	h.Kubelet(t, ns, "pipe", "node-1")
+	h.Run(t, 1000)
+	relaunchAfter(t, h, func(p *corev1.Pod) {
+		if err := h.Client.Delete(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

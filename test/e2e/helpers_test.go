@@ -67,7 +67,7 @@ func pipelineJob(ns, name string) *v1alpha1.Job {
 			Fusion: v1alpha1.Fusion{Mode: v1alpha1.FusionPerOperator},
 			// Stated in full: a Go client always sends the three booleans,
 			// so the CRD's defaults (true/false/true) never apply to it.
-			PE: v1alpha1.PETemplate{RestartPolicy: v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true}},
+			PE: v1alpha1.PETemplate{RestartPolicy: &v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true}},
 		},
 	}
 }

@@ -82,7 +82,7 @@ func job(name string) *v1alpha1.Job {
 			// CRD default as a whole: PEs are replaced when they fail or
 			// are deleted, as in the platform's default.
 			PE: v1alpha1.PETemplate{
-				RestartPolicy: v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true},
+				RestartPolicy: &v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true},
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},

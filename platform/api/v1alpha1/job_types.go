@@ -57,9 +57,11 @@ type PETemplate struct {
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// RestartPolicy says which ended pods are replaced under the same PE.
+	// Omitted, it is DefaultRestartPolicy (a pointer, so that a client that
+	// leaves it out gets the default rather than three explicit falses).
 	// +kubebuilder:default={restartFailed: true, restartCompleted: false, restartDeleted: true}
 	// +optional
-	RestartPolicy PERestartPolicy `json:"restartPolicy,omitempty"`
+	RestartPolicy *PERestartPolicy `json:"restartPolicy,omitempty"`
 
 	// TerminationGracePeriodSeconds of PE pods.
 	// +kubebuilder:default=10
@@ -67,6 +69,19 @@ type PETemplate struct {
 	// +kubebuilder:validation:Maximum=3600
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+// DefaultRestartPolicy replaces failed and deleted pods, not completed ones.
+var DefaultRestartPolicy = PERestartPolicy{RestartFailed: true, RestartCompleted: false, RestartDeleted: true}
+
+// EffectiveRestartPolicy is the template's policy, or the default when it
+// names none (API servers apply the CRD default; fakes and the simulator
+// do not, so the code applies the same one).
+func (t *PETemplate) EffectiveRestartPolicy() PERestartPolicy {
+	if t.RestartPolicy == nil {
+		return DefaultRestartPolicy
+	}
+	return *t.RestartPolicy
 }
 
 // PERestartPolicy mirrors the Streams PE restart rules: which ended pods the

@@ -445,7 +445,11 @@ func (in *PERestartPolicy) DeepCopy() *PERestartPolicy {
 func (in *PETemplate) DeepCopyInto(out *PETemplate) {
 	*out = *in
 	in.Resources.DeepCopyInto(&out.Resources)
-	out.RestartPolicy = in.RestartPolicy
+	if in.RestartPolicy != nil {
+		in, out := &in.RestartPolicy, &out.RestartPolicy
+		*out = new(PERestartPolicy)
+		**out = **in
+	}
 	if in.TerminationGracePeriodSeconds != nil {
 		in, out := &in.TerminationGracePeriodSeconds, &out.TerminationGracePeriodSeconds
 		*out = new(int64)

@@ -15,7 +15,7 @@ func newPE(launch, podLaunch int32, podName string, policy v1alpha1.PERestartPol
 	return &v1alpha1.ProcessingElement{
 		ObjectMeta: metav1.ObjectMeta{Name: "job-pe-0", Namespace: "ns"},
 		Spec: v1alpha1.ProcessingElementSpec{JobName: "job", LaunchCount: launch,
-			Template: v1alpha1.PETemplate{RestartPolicy: policy}},
+			Template: v1alpha1.PETemplate{RestartPolicy: &policy}},
 		Status: v1alpha1.ProcessingElementStatus{PodLaunch: podLaunch, PodName: podName},
 	}
 }

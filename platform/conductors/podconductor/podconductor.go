@@ -58,7 +58,7 @@ const (
 // its current launch (nil if the cache has none) and whether its config is
 // present. It is pure.
 func Decide(p *v1alpha1.ProcessingElement, pod *corev1.Pod, configReady bool) Step {
-	policy := p.Spec.Template.RestartPolicy
+	policy := p.Spec.Template.EffectiveRestartPolicy()
 	if p.Spec.LaunchCount == 0 {
 		if !configReady {
 			return StepWaitConfig

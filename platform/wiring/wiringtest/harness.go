@@ -325,7 +325,7 @@ func PipelineJob(ns, name string, n int) *v1alpha1.Job {
 	}
 	job.Spec.Application = v1alpha1.Application{Operators: ops, Streams: streams}
 	job.Spec.Fusion.Mode = v1alpha1.FusionPerOperator
-	job.Spec.PE.RestartPolicy = v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true}
+	job.Spec.PE.RestartPolicy = &v1alpha1.PERestartPolicy{RestartFailed: true, RestartDeleted: true}
 	return job
 }
 
