@@ -18,8 +18,8 @@ GO_TEST_FLAGS ?=
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target> [NAME=experiment] [BACKEND=sim|kind]\n"} \
-	/^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target> [NAME=experiment] [BACKEND=sim|kind|kind-baseline]\n"} \
+	/^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
 	/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
@@ -53,11 +53,16 @@ bench: build ## Benchmarks: platform writes and CPU per PE, PE-to-PE link throug
 	$(BIN)/pe bench
 	$(GO) test -run '^$$' -bench . -benchtime 2000000x -cpu 1 ./sim/engine/
 
+.PHONY: e2e
+e2e: ## End-to-end tests on a real kind cluster (made and removed here; skips without Docker).
+	hack/kind-e2e.sh
+
 ##@ Experiments
 
 .PHONY: experiment
-experiment: ## Run one experiment: make experiment NAME=recovery [BACKEND=sim|kind]; writes results/ and plots/.
-	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<submission|oversubscription|latency|gc|recovery> [BACKEND=sim|kind]"; exit 2; }
+experiment: ## Run one experiment: make experiment NAME=recovery [BACKEND=sim|kind|kind-baseline]; writes results/ and plots/.
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<submission|oversubscription|latency|gc|recovery> [BACKEND=sim|kind|kind-baseline]"; exit 2; }
+	@if [ "$(BACKEND)" != sim ]; then $(MAKE) image; fi
 	$(GO) run ./cmd/experiment -name $(NAME) -backend $(BACKEND) -out results -plots plots
 
 .PHONY: experiments

@@ -16,4 +16,9 @@ func init() {
 	backends["kind"] = func() (runner.Backend, error) {
 		return kindbackend.FromEnv(context.Background(), ".", kindbackend.Platform, os.Stderr)
 	}
+	// The same cluster running plain Kubernetes objects instead of the
+	// platform (bare pods, a Deployment): the baselines of the overhead ratios.
+	backends["kind-baseline"] = func() (runner.Backend, error) {
+		return kindbackend.FromEnv(context.Background(), ".", kindbackend.Baseline, os.Stderr)
+	}
 }
