@@ -70,8 +70,8 @@ experiments: ## Run all five experiments on BACKEND (default sim).
 	$(GO) run ./cmd/experiment -all -backend $(BACKEND) -out results -plots plots
 
 .PHONY: plots
-plots: ## Redraw every figure under plots/ from results/.
-	$(GO) run ./cmd/experiment -all -plots-only -out results -plots plots
+plots: ## Redraw every figure under plots/ from results/, and results/COMPARISON.md (sim vs measured).
+	$(GO) run ./cmd/experiment -all -plots-only -out results -plots plots -compare results/COMPARISON.md
 
 ##@ Images
 

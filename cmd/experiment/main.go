@@ -42,10 +42,10 @@ func main() {
 }
 
 type options struct {
-	name, backend, defs, workloads, out, plotsDir, progress string
-	all, plotsOnly                                          bool
-	reps, parallel                                          int
-	seed                                                    int64
+	name, backend, defs, workloads, out, plotsDir, progress, compare string
+	all, plotsOnly                                                   bool
+	reps, parallel                                                   int
+	seed                                                             int64
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.workloads, "workloads", "workloads", "directory of workload Job files")
 	fs.StringVar(&o.out, "out", "results", "results directory")
 	fs.StringVar(&o.plotsDir, "plots", "plots", "figure directory; empty to draw none")
+	fs.StringVar(&o.compare, "compare", "", "write a markdown table of simulated vs measured medians and p99s of the experiments to this file")
 	fs.BoolVar(&o.plotsOnly, "plots-only", false, "do not run; redraw figures from existing results")
 	fs.IntVar(&o.reps, "reps", 0, "repetitions per sweep point (0: the definition's)")
 	fs.Int64Var(&o.seed, "seed", 0, "seed (0: the definition's)")
@@ -136,6 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "%s: figure %s, %s\n", name, png, svg)
 		}
 	}
+	if o.compare != "" {
+		if err := writeComparison(o.out, names, o.compare); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "comparison of simulated and measured results -> %s\n", o.compare)
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("failed trials in %s (see the metadata JSON)", strings.Join(failed, ", "))
 	}
@@ -165,4 +172,25 @@ func backendNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// writeComparison tabulates the simulator against every measured backend.
+func writeComparison(dir string, names []string, path string) error {
+	var rows []results.Row
+	for _, name := range names {
+		r, err := results.ReadExperiment(dir, name)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := results.WriteComparison(f, results.Compare(rows)); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
