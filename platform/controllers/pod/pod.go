@@ -13,13 +13,13 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/app"
+	"sluice.dev/sluice/platform/controllers/pe"
 	"sluice.dev/sluice/platform/coordinator"
 )
 
@@ -33,12 +33,6 @@ type Reconciler struct {
 func Stale(pe *v1alpha1.ProcessingElement, pod *corev1.Pod) bool {
 	n, err := strconv.Atoi(pod.Labels[v1alpha1.LabelLaunch])
 	return err != nil || int32(n) < pe.Spec.LaunchCount
-}
-
-// ownedBy reports whether pe is the controller of pod.
-func ownedBy(p *corev1.Pod, pe *v1alpha1.ProcessingElement) bool {
-	ref := metav1.GetControllerOf(p)
-	return ref != nil && ref.UID == pe.UID
 }
 
 // PreviousLaunch maps a PE to the pod of its previous launch: when the
@@ -64,11 +58,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if p.DeletionTimestamp != nil || name == "" || p.Labels[v1alpha1.LabelRole] != v1alpha1.RolePEPod {
 		return reconcile.Result{}, nil
 	}
-	pe := &v1alpha1.ProcessingElement{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, pe); err != nil {
+	owner := &v1alpha1.ProcessingElement{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, owner); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if Stale(pe, p) || !ownedBy(p, pe) {
+	if Stale(owner, p) || !pe.OwnedBy(p, owner) {
 		out, err := r.Pods.Delete(ctx, p)
 		return coordinator.Result(out), err
 	}

@@ -25,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"sluice.dev/sluice/platform/operator"
+	"sluice.dev/sluice/platform/wiring/wiringtest"
 )
 
 // ErrNoAssets means KUBEBUILDER_ASSETS is unset: callers skip, unless
@@ -191,11 +192,7 @@ func Kubelet(ctx context.Context, c client.Client, ns, node string) (int, error)
 		if err := c.Get(ctx, client.ObjectKeyFromObject(&p), &p); err != nil {
 			return n, err
 		}
-		p.Status.Phase = corev1.PodRunning
-		p.Status.Conditions = []corev1.PodCondition{
-			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
-			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
-		}
+		wiringtest.SetPodRunning(&p, node, true)
 		if err := c.Status().Update(ctx, &p); err != nil {
 			return n, fmt.Errorf("status of %s: %w", p.Name, err)
 		}
