@@ -56,7 +56,42 @@ type PE struct {
 	Streams []Stream `json:"streams"`
 	// Inputs are the PE's input ports, by Port.
 	Inputs []Input `json:"inputs"`
+	// Region is set when the PE's operators are in a consistent region.
+	Region *Region `json:"region,omitempty"`
+	// Store is where the PE writes checkpoints (set with Region).
+	Store *Store `json:"store,omitempty"`
 }
+
+// Region tells a PE which consistent region it belongs to and where to
+// watch it (docs/consistent-regions.md).
+type Region struct {
+	// Name of the region in the application.
+	Name string `json:"name"`
+	// Resource is the name of the ConsistentRegion object to watch.
+	Resource string `json:"resource"`
+	// Trigger of the region's checkpoints.
+	Trigger v1alpha1.RegionTrigger `json:"trigger"`
+}
+
+// Store is the checkpoint store configuration as the PE reads it.
+// Credentials are never here, only the names of the environment variables
+// that hold them.
+type Store struct {
+	Type         string `json:"type"`
+	Path         string `json:"path,omitempty"`
+	Endpoint     string `json:"endpoint,omitempty"`
+	Bucket       string `json:"bucket,omitempty"`
+	Prefix       string `json:"prefix,omitempty"`
+	Insecure     bool   `json:"insecure,omitempty"`
+	AccessKeyEnv string `json:"accessKeyEnv,omitempty"`
+	SecretKeyEnv string `json:"secretKeyEnv,omitempty"`
+}
+
+// Environment variables that carry S3 credentials into a PE container.
+const (
+	EnvS3AccessKey = "SLUICE_S3_ACCESS_KEY"
+	EnvS3SecretKey = "SLUICE_S3_SECRET_KEY"
+)
 
 // PortEntry says where an operator input port fed from another PE listens.
 type PortEntry struct {

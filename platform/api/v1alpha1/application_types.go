@@ -1,5 +1,7 @@
 package v1alpha1
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // OperatorKind is one of the operators the PE runtime can run.
 // +kubebuilder:validation:Enum=source;map;filter;aggregate;split;union;sink
 type OperatorKind string
@@ -29,6 +31,71 @@ type Application struct {
 	// +listType=atomic
 	// +optional
 	Streams []Stream `json:"streams,omitempty"`
+
+	// ConsistentRegions are sets of operators whose state is checkpointed
+	// together and restored together after a failure (exactly-once inside
+	// the region). See docs/consistent-regions.md.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	ConsistentRegions []ConsistentRegionDef `json:"consistentRegions,omitempty"`
+}
+
+// RegionTrigger says what starts a consistent region's checkpoint.
+// +kubebuilder:validation:Enum=periodic;operatorDriven
+type RegionTrigger string
+
+const (
+	// TriggerPeriodic drains the region every period.
+	TriggerPeriodic RegionTrigger = "periodic"
+	// TriggerOperatorDriven drains when a source of the region asks (every
+	// params.checkpointEvery tuples).
+	TriggerOperatorDriven RegionTrigger = "operatorDriven"
+)
+
+// ConsistentRegionDef declares a consistent region of the application.
+type ConsistentRegionDef struct {
+	// Name of the region, a DNS label; the ConsistentRegion resource is
+	// <job>-<name>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Operators in the region. The region must be closed upstream: every
+	// stream into one of its operators starts inside it.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=10000
+	// +listType=set
+	Operators []string `json:"operators"`
+
+	// Trigger of checkpoints.
+	// +kubebuilder:default=periodic
+	// +optional
+	Trigger RegionTrigger `json:"trigger,omitempty"`
+
+	// Period between checkpoints of a periodic region.
+	// +kubebuilder:default="5s"
+	// +optional
+	Period *metav1.Duration `json:"period,omitempty"`
+
+	// DrainTimeout: a drain that takes longer becomes a reset.
+	// +kubebuilder:default="30s"
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+
+	// ResetTimeout: a reset that takes longer is retried with a new epoch.
+	// +kubebuilder:default="30s"
+	// +optional
+	ResetTimeout *metav1.Duration `json:"resetTimeout,omitempty"`
+
+	// MaxConsecutiveResets before the region is marked Failed.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxConsecutiveResets int32 `json:"maxConsecutiveResets,omitempty"`
 }
 
 // Operator is one node of the application graph.
@@ -133,6 +200,12 @@ type OperatorParams struct {
 	// +kubebuilder:validation:Maximum=1024
 	// +optional
 	Inputs *int32 `json:"inputs,omitempty"`
+
+	// CheckpointEvery: a source of an operator-driven consistent region asks
+	// for a checkpoint every this many tuples.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	CheckpointEvery *int64 `json:"checkpointEvery,omitempty"`
 }
 
 // Endpoint is a port of an operator.

@@ -31,12 +31,70 @@ type JobSpec struct {
 	// +optional
 	SubmissionTimeout *metav1.Duration `json:"submissionTimeout,omitempty"`
 
+	// CheckpointStore is where the PEs of consistent regions write their
+	// checkpoints; required when the application has consistent regions.
+	// +optional
+	CheckpointStore *CheckpointStore `json:"checkpointStore,omitempty"`
+
 	// Retry asks the operator to start the submission again: raising it
 	// above status.attempt foreground-deletes the Job's processing elements
 	// and re-creates them.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Retry int32 `json:"retry,omitempty"`
+}
+
+// CheckpointStoreType is a checkpoint store backend.
+// +kubebuilder:validation:Enum=filesystem;s3
+type CheckpointStoreType string
+
+const (
+	StoreFilesystem CheckpointStoreType = "filesystem"
+	StoreS3         CheckpointStoreType = "s3"
+)
+
+// CheckpointStore configures the checkpoint store of a Job's PEs.
+// +kubebuilder:validation:XValidation:rule="self.type != 's3' || (has(self.endpoint) && has(self.bucket))",message="an s3 store needs endpoint and bucket"
+// +kubebuilder:validation:XValidation:rule="self.type != 'filesystem' || has(self.path)",message="a filesystem store needs path"
+type CheckpointStore struct {
+	// Type of store.
+	Type CheckpointStoreType `json:"type"`
+
+	// Path of a filesystem store inside the PE container.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// ClaimName of a PersistentVolumeClaim mounted at Path (filesystem
+	// store); without it Path is an emptyDir and checkpoints die with the pod.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
+
+	// Endpoint of an S3-compatible service (host:port).
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Bucket of an S3 store.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Bucket string `json:"bucket,omitempty"`
+
+	// Prefix of every object key.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+
+	// Insecure uses plain HTTP to the S3 endpoint.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+
+	// CredentialsSecret names a Secret with keys accessKey and secretKey for
+	// the S3 store; they reach the PE as environment variables.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	CredentialsSecret string `json:"credentialsSecret,omitempty"`
 }
 
 // PETemplate configures the pods of a Job's processing elements.

@@ -87,6 +87,10 @@ type ProcessingElementStatus struct {
 	// Connectivity of the PE, from the pod's readiness.
 	// +optional
 	Connectivity Connectivity `json:"connectivity,omitempty"`
+	// Region is the consistent-region progress the current pod reported
+	// (annotation streams.sluice.dev/region-progress).
+	// +optional
+	Region *RegionProgress `json:"region,omitempty"`
 	// Conditions: Connected.
 	// +listType=map
 	// +listMapKey=type
