@@ -63,8 +63,11 @@ type Backend struct {
 	Log io.Writer
 	// ScrapeEvery is the sink sampling period (default 500ms).
 	ScrapeEvery time.Duration
-	clk         clock.Clock
-	wc          client.WithWatch
+	// NodeDelay, when positive, is a one-way delay added with tc netem to
+	// the traffic between kind workers for the length of every trial.
+	NodeDelay time.Duration
+	clk       clock.Clock
+	wc        client.WithWatch
 }
 
 // New returns a backend on a cluster (see kindconfig.Ensure).
@@ -79,11 +82,34 @@ func New(c *kindconfig.Cluster, mode Mode, log io.Writer) (*Backend, error) {
 
 // Name is "kind", or "kind-baseline" in Baseline mode: the backend column
 // of the rows, so that figures draw the baseline as a series of its own.
+// With a NodeDelay the platform's rows are "kind-netem<delay>", a series
+// of their own beside the undelayed cluster's.
 func (b *Backend) Name() string {
 	if b.Mode == Baseline {
 		return "kind-baseline"
 	}
+	if b.NodeDelay > 0 {
+		return "kind-netem" + b.NodeDelay.String()
+	}
 	return "kind"
+}
+
+// HasBaseline says whether a trial has a plain-Kubernetes counterpart on
+// kind: N bare pods for a submission without faults or observation
+// window, a Deployment for pod-level faults. GC, latency and
+// oversubscription have none.
+func HasBaseline(sc spec.Scenario) bool {
+	if len(sc.Faults) == 0 {
+		return sc.Observe == 0 && slices.Contains(sc.Metrics, metrics.Submission)
+	}
+	for _, f := range sc.Faults {
+		switch f.Action {
+		case spec.DeletePod, spec.KillContainer, spec.StopNode, spec.StartNode:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (b *Backend) logf(format string, a ...any) {
@@ -106,6 +132,29 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) 
 	}
 	stopped := map[string]bool{}
 	defer b.cleanup(ns, stopped)
+	cordoned, err := b.fitShape(ctx, sc.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := b.uncordon(cctx, cordoned); err != nil {
+			b.logf("cleanup: %v", err)
+		}
+	}()
+	if b.NodeDelay > 0 {
+		if err := b.addNodeDelay(ctx, b.NodeDelay); err != nil {
+			return nil, err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := b.clearNodeDelay(cctx); err != nil {
+				b.logf("cleanup: %v", err)
+			}
+		}()
+	}
 	b.logf("trial %s in namespace %s", t, ns)
 	if b.Mode == Baseline {
 		return b.runBaseline(ctx, t, ns, stopped)

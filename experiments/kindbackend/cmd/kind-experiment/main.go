@@ -52,7 +52,9 @@ func run() error {
 	deploy := flag.Bool("deploy", true, "load sluice-operator:dev and sluice-pe:dev and deploy the operator")
 	reps := flag.Int("reps", 0, "repetitions (0: the definition's)")
 	points := flag.String("points", "", "comma-separated sweep points to run (as in the params column, e.g. pes=4), empty: all")
-	baseline := flag.Bool("baseline", true, "run each trial's plain-Kubernetes baseline after it")
+	baseline := flag.Bool("baseline", true, "run each trial's plain-Kubernetes baseline after it (when the experiment has one)")
+	tag := flag.String("tag", "", "write <backend>-<tag>.csv/.json instead of <backend>.csv, to add sweep points beside an earlier run")
+	nodeDelay := flag.Duration("node-delay", 0, "one-way delay (tc netem) added to traffic between kind workers during every trial; the backend is then named kind-netem<delay>")
 	flag.Parse()
 	if *name == "" {
 		return fmt.Errorf("-name is required")
@@ -101,13 +103,14 @@ func run() error {
 	}
 	backends := []*kindbackend.Backend{}
 	for _, m := range []kindbackend.Mode{kindbackend.Platform, kindbackend.Baseline} {
-		if m == kindbackend.Baseline && !*baseline {
+		if m == kindbackend.Baseline && (!*baseline || !kindbackend.HasBaseline(trials[0].Scenario)) {
 			continue
 		}
 		b, err := kindbackend.New(c, m, os.Stderr)
 		if err != nil {
 			return err
 		}
+		b.NodeDelay = *nodeDelay
 		backends = append(backends, b)
 	}
 	start := time.Now()
@@ -137,7 +140,11 @@ func run() error {
 	commit, dirty := results.GitCommit(ctx, repo)
 	params, _ := json.Marshal(def.Sweep)
 	for _, b := range backends {
-		csvPath, jsonPath := results.Paths(*out, def.Name, b.Name())
+		file := b.Name()
+		if *tag != "" {
+			file += "-" + *tag
+		}
+		csvPath, jsonPath := results.Paths(*out, def.Name, file)
 		if err := results.WriteFile(csvPath, rows[b.Name()]); err != nil {
 			return err
 		}
@@ -151,13 +158,13 @@ func run() error {
 		}
 		fmt.Printf("%s [%s]: %d rows -> %s (%d failed trials)\n", def.Name, b.Name(), len(rows[b.Name()]), csvPath, len(fails[b.Name()]))
 	}
-	summarize(def, rows)
+	summarize(backends[0].Name(), rows)
 	return nil
 }
 
 // summarize prints the median of each metric per point and backend, and
 // the platform/baseline ratio of the medians.
-func summarize(def *spec.Definition, rows map[string][]results.Row) {
+func summarize(platform string, rows map[string][]results.Row) {
 	type key struct{ point, metric string }
 	med := map[string]map[key]float64{}
 	var keys []key
@@ -185,9 +192,9 @@ func summarize(def *spec.Definition, rows map[string][]results.Row) {
 		}
 		return keys[i].metric < keys[j].metric
 	})
-	fmt.Printf("%-28s %-24s %12s %14s %8s\n", "point", "metric", "kind", "kind-baseline", "ratio")
+	fmt.Printf("%-28s %-24s %12s %14s %8s\n", "point", "metric", platform, "kind-baseline", "ratio")
 	for _, k := range keys {
-		p, okp := med["kind"][k]
+		p, okp := med[platform][k]
 		bl, okb := med["kind-baseline"][k]
 		ps, bs, ratio := "-", "-", "-"
 		if okp {
@@ -201,5 +208,4 @@ func summarize(def *spec.Definition, rows map[string][]results.Row) {
 		}
 		fmt.Printf("%-28s %-24s %12s %14s %8s\n", k.point, k.metric, ps, bs, ratio)
 	}
-	_ = def
 }
