@@ -1,6 +1,7 @@
 package kindbackend
 
 import (
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -92,21 +93,50 @@ func TestSamplerCountsAndLatency(t *testing.T) {
 	}
 	s.add(at(1), "p/sink", scrape(10, 5, 9, 10), "sink")
 	s.add(at(2), "p/sink", scrape(30, 15, 27, 30), "sink")
-	var lat []metrics.Sample
+	// Increments: 10 in (0,1ms], 8 in (1ms,2ms], 2 above 2ms. Each bucket's
+	// tuples are spread evenly over its range; above the last bound they
+	// sit at that bound.
+	weight := map[[2]float64]float64{} // bucket range -> weight
+	sum := map[[2]float64]float64{}
 	for _, x := range s.samples() {
-		if x.Name == metrics.TupleLatency {
-			lat = append(lat, x)
+		if x.Name != metrics.TupleLatency {
+			continue
+		}
+		var k [2]float64
+		switch {
+		case x.Value > 0 && x.Value < 0.001:
+			k = [2]float64{0, 0.001}
+		case x.Value > 0.001 && x.Value < 0.002:
+			k = [2]float64{0.001, 0.002}
+		case x.Value == 0.002:
+			k = [2]float64{0.002, 0.002}
+		default:
+			t.Fatalf("latency sample %v outside every bucket", x.Value)
+		}
+		weight[k] += x.Weight
+		sum[k] += x.Value * x.Weight
+	}
+	for k, w := range map[[2]float64]float64{{0, 0.001}: 10, {0.001, 0.002}: 8, {0.002, 0.002}: 2} {
+		if math.Abs(weight[k]-w) > 1e-9 {
+			t.Errorf("bucket %v: weight %v, want %v", k, weight[k], w)
+		}
+		if mean := sum[k] / weight[k]; math.Abs(mean-(k[0]+k[1])/2) > 1e-12 {
+			t.Errorf("bucket %v: mean %v, want its middle", k, mean)
 		}
 	}
-	// Increments: 10 in (0,1ms], 8 in (1ms,2ms], 2 above.
-	want := []struct{ v, w float64 }{{0.001, 10}, {0.002, 8}, {0.002, 2}}
-	if len(lat) != len(want) {
-		t.Fatalf("latency samples %+v", lat)
+	// Through the shared quantile: the 10th of 20 tuples is near the top
+	// of the first bucket (1ms by interpolation), not at its bound.
+	tr := &metrics.Trace{Actions: []metrics.Action{{Time: at(0.5), Kind: metrics.ActionObserve, PE: -1}},
+		Samples: s.samples(), End: at(3)}
+	rows, err := tr.Compute([]string{metrics.TupleLatencyP50, metrics.TupleLatencyP99})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("Compute: %v %v", rows, err)
 	}
-	for i, w := range want {
-		if lat[i].Value != w.v || lat[i].Weight != w.w {
-			t.Errorf("sample %d = %v x%v, want %v x%v", i, lat[i].Value, lat[i].Weight, w.v, w.w)
-		}
+	if p50 := rows[0].Value; p50 < 0.9 || p50 >= 1 {
+		t.Errorf("p50 %v ms, want just under 1 ms", p50)
+	}
+	if p99 := rows[1].Value; p99 != 2 {
+		t.Errorf("p99 %v ms, want 2 ms (the last finite bound)", p99)
 	}
 	if !s.grewAfter(at(1.5)) || s.grewAfter(at(2)) {
 		t.Error("grewAfter: want growth after 1.5s and none after 2s")

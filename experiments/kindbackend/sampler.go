@@ -18,7 +18,8 @@ import (
 // proxy: each sink operator's received-tuple counter (one cumulative
 // series per pod, so a relaunched sink starts a new series instead of
 // lowering the total) and the increments of its latency histogram,
-// recorded at the bucket's upper bound.
+// spread evenly over each bucket's range (linear interpolation, as
+// histogram_quantile does).
 type sampler struct {
 	b     *Backend
 	ns    string
@@ -93,16 +94,29 @@ func (s *sampler) add(now time.Time, subject string, text []byte, op string) {
 		if i > 0 {
 			d -= cur[i-1].n - prev[i-1].n
 		}
-		v := bk.le
-		if math.IsInf(v, 1) {
-			v = lower
-		}
+		lo, hi := lower, bk.le
 		lower = bk.le
-		if d > 0 {
-			s.out = append(s.out, metrics.Sample{Time: now, Name: metrics.TupleLatency, Subject: subject, Value: v, Weight: d})
+		if d <= 0 {
+			continue
+		}
+		if math.IsInf(hi, 1) {
+			// Above the last bound: only its lower edge is known.
+			s.out = append(s.out, metrics.Sample{Time: now, Name: metrics.TupleLatency, Subject: subject, Value: lo, Weight: d})
+			continue
+		}
+		// Spread the bucket's tuples evenly over its range, as
+		// Prometheus's histogram_quantile interpolates: with buckets
+		// doubling in width, the upper bound alone would overstate
+		// a latency by up to 2x.
+		for j := range interpSteps {
+			v := lo + (float64(j)+0.5)*(hi-lo)/interpSteps
+			s.out = append(s.out, metrics.Sample{Time: now, Name: metrics.TupleLatency, Subject: subject, Value: v, Weight: d / interpSteps})
 		}
 	}
 }
+
+// interpSteps is the number of samples a histogram bucket is spread over.
+const interpSteps = 8
 
 // parseBuckets reads one histogram's cumulative buckets, sorted by bound.
 func parseBuckets(text []byte, name, frag string) []bucket {
