@@ -12,8 +12,9 @@ import (
 	"io"
 )
 
-// Version is the wire format version this code speaks.
-const Version = 1
+// Version is the wire format version this code speaks. Version 2 added
+// the marker frame and the epoch in the handshake.
+const Version = 2
 
 // Magic opens every handshake.
 var Magic = [4]byte{'S', 'L', 'C', 'E'}
@@ -22,7 +23,14 @@ var Magic = [4]byte{'S', 'L', 'C', 'E'}
 const (
 	FrameBatch byte = 1 // a batch of tuples
 	FrameFinal byte = 2 // end of stream: the sender will send nothing more
+	// FrameMarker carries a consistent-region checkpoint marker: an 8-byte
+	// sequence id. Everything before it on the stream belongs to the
+	// checkpoint, nothing after it.
+	FrameMarker byte = 3
 )
+
+// MarkerBodyLen is the body length of a marker frame.
+const MarkerBodyLen = 8
 
 const (
 	// FrameHeaderLen is the length prefix (u32) plus the type byte.
@@ -106,6 +114,7 @@ var (
 	ErrPayloadLen    = errors.New("tuple payload length out of range")
 	ErrTrailing      = errors.New("bytes after the last tuple")
 	ErrFinalBody     = errors.New("final frame has a body")
+	ErrMarkerBody    = errors.New("marker frame body is not 8 bytes")
 )
 
 // Reason maps a decode error to a short metric label.
@@ -113,7 +122,8 @@ func Reason(err error) string {
 	switch {
 	case errors.Is(err, ErrFrameTooLarge):
 		return "frame_too_large"
-	case errors.Is(err, ErrFrameEmpty), errors.Is(err, ErrFrameType), errors.Is(err, ErrFinalBody):
+	case errors.Is(err, ErrFrameEmpty), errors.Is(err, ErrFrameType), errors.Is(err, ErrFinalBody),
+		errors.Is(err, ErrMarkerBody):
 		return "bad_frame"
 	case errors.Is(err, ErrBatchShort), errors.Is(err, ErrBatchCount), errors.Is(err, ErrTupleShort),
 		errors.Is(err, ErrPayloadLen), errors.Is(err, ErrTrailing):
@@ -222,6 +232,16 @@ func AppendFinal(b []byte) []byte {
 	return append(b, 1, 0, 0, 0, FrameFinal)
 }
 
+// AppendMarker appends a marker frame for checkpoint seq to b.
+func AppendMarker(b []byte, seq uint64) []byte {
+	b = append(b, 1+MarkerBodyLen, 0, 0, 0, FrameMarker)
+	return binary.LittleEndian.AppendUint64(b, seq)
+}
+
+// MarkerSeq decodes a marker frame's body (Reader.Next has checked its
+// length).
+func MarkerSeq(body []byte) uint64 { return binary.LittleEndian.Uint64(body) }
+
 // Reader reads frames from a stream into one reused buffer.
 type Reader struct {
 	r   io.Reader
@@ -256,6 +276,10 @@ func (r *Reader) Next() (byte, []byte, error) {
 		if n != 1 {
 			return 0, nil, ErrFinalBody
 		}
+	case FrameMarker:
+		if n != 1+MarkerBodyLen {
+			return 0, nil, ErrMarkerBody
+		}
 	default:
 		return 0, nil, fmt.Errorf("%w %d", ErrFrameType, typ)
 	}
@@ -281,10 +305,12 @@ func (r *Reader) Next() (byte, []byte, error) {
 }
 
 // Handshake is what the connecting side sends first: which stream it
-// carries and who it is.
+// carries, who it is, and the consistent-region epoch its tuples belong to
+// (0 outside a region).
 type Handshake struct {
 	Version uint8
 	Stream  int32
+	Epoch   uint64
 	PE      string
 }
 
@@ -293,7 +319,13 @@ const (
 	StatusOK            byte = 0
 	StatusBadVersion    byte = 1
 	StatusUnknownStream byte = 2
+	// StatusWrongEpoch: the input is at another epoch; the connecting side
+	// retries (one of the two has not applied the region's reset yet).
+	StatusWrongEpoch byte = 3
 )
+
+// handshakeLen is the fixed part of a handshake before the PE name.
+const handshakeLen = 4 + 1 + 1 + 2 + 4 + 8
 
 // ErrHandshake marks a handshake that is not ours or not acceptable.
 var ErrHandshake = errors.New("bad handshake")
@@ -304,28 +336,45 @@ func AppendHandshake(b []byte, h Handshake) []byte {
 	b = append(b, h.Version, 0)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(h.PE)))
 	b = binary.LittleEndian.AppendUint32(b, uint32(h.Stream))
+	b = binary.LittleEndian.AppendUint64(b, h.Epoch)
 	return append(b, h.PE...)
 }
 
-// ReadHandshake reads and checks a handshake's framing (not its version,
-// which the caller answers).
+// ReadHandshake reads and checks a handshake's framing. A handshake of
+// another version is returned with only Version and Stream set and the
+// rest left unread (its layout is not ours): the caller answers
+// StatusBadVersion and closes the connection.
 func ReadHandshake(r io.Reader) (Handshake, error) {
-	var h [12]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
+	var h [handshakeLen]byte
+	// Magic, version, reserved, name length and stream are common to every
+	// version; read them first.
+	if _, err := io.ReadFull(r, h[:12]); err != nil {
 		return Handshake{}, err
 	}
 	if [4]byte(h[:4]) != Magic {
 		return Handshake{}, fmt.Errorf("%w: magic %q", ErrHandshake, h[:4])
 	}
+	out := Handshake{Version: h[4], Stream: int32(binary.LittleEndian.Uint32(h[8:]))}
+	if out.Version != Version {
+		return out, nil
+	}
+	if h[5] != 0 {
+		return Handshake{}, fmt.Errorf("%w: reserved byte %d", ErrHandshake, h[5])
+	}
 	n := binary.LittleEndian.Uint16(h[6:])
 	if n > MaxNameLen {
 		return Handshake{}, fmt.Errorf("%w: name length %d", ErrHandshake, n)
 	}
+	if _, err := io.ReadFull(r, h[12:]); err != nil {
+		return Handshake{}, err
+	}
+	out.Epoch = binary.LittleEndian.Uint64(h[12:])
 	name := make([]byte, n)
 	if _, err := io.ReadFull(r, name); err != nil {
 		return Handshake{}, err
 	}
-	return Handshake{Version: h[4], Stream: int32(binary.LittleEndian.Uint32(h[8:])), PE: string(name)}, nil
+	out.PE = string(name)
+	return out, nil
 }
 
 // AppendReply encodes the accepting side's answer.

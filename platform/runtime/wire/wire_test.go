@@ -107,6 +107,8 @@ func TestMalformedFrames(t *testing.T) {
 		{"zero length", []byte{0, 0, 0, 0, 1}, ErrFrameEmpty, nil},
 		{"unknown type", frameOf(9, nil), ErrFrameType, nil},
 		{"final with body", frameOf(FrameFinal, []byte{1}), ErrFinalBody, nil},
+		{"short marker", frameOf(FrameMarker, []byte{1, 2, 3}), ErrMarkerBody, nil},
+		{"long marker", frameOf(FrameMarker, make([]byte, 9)), ErrMarkerBody, nil},
 		{"truncated body", frameOf(FrameBatch, body)[:8], io.ErrUnexpectedEOF, nil},
 		{"short batch", frameOf(FrameBatch, []byte{1}), nil, ErrBatchShort},
 		{"hostile count", frameOf(FrameBatch, hugeCount), nil, ErrBatchCount},
@@ -152,10 +154,29 @@ func TestPromisedFrameAllocatesLittle(t *testing.T) {
 }
 
 func TestHandshake(t *testing.T) {
-	h := Handshake{Version: Version, Stream: 42, PE: "job-pe-3"}
-	got, err := ReadHandshake(bytes.NewReader(AppendHandshake(nil, h)))
+	h := Handshake{Version: Version, Stream: 42, Epoch: 1<<40 + 7, PE: "job-pe-3"}
+	enc := AppendHandshake(nil, h)
+	if len(enc) != handshakeLen+len(h.PE) {
+		t.Fatalf("handshake is %d bytes", len(enc))
+	}
+	got, err := ReadHandshake(bytes.NewReader(enc))
 	if err != nil || got != h {
 		t.Fatalf("got %+v, %v", got, err)
+	}
+	// A version-1 peer (no epoch) is recognised as another version, and
+	// nothing after its stream is taken as an epoch.
+	v1 := AppendHandshake(nil, Handshake{Version: 1, Stream: 3, PE: "old"})
+	got, err = ReadHandshake(bytes.NewReader(v1[:12]))
+	if err != nil || got != (Handshake{Version: 1, Stream: 3}) {
+		t.Fatalf("v1 handshake read as %+v, %v", got, err)
+	}
+	reserved := bytes.Clone(enc)
+	reserved[5] = 1
+	if _, err := ReadHandshake(bytes.NewReader(reserved)); !errors.Is(err, ErrHandshake) {
+		t.Fatalf("reserved byte accepted: %v", err)
+	}
+	if _, err := ReadHandshake(bytes.NewReader(enc[:len(enc)-1])); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated name: %v", err)
 	}
 	if _, err := ReadHandshake(bytes.NewReader([]byte("GET / HTTP/1.1\r\n"))); !errors.Is(err, ErrHandshake) {
 		t.Fatalf("http request accepted as handshake: %v", err)
@@ -168,6 +189,33 @@ func TestHandshake(t *testing.T) {
 	v, s, err := ReadReply(bytes.NewReader(AppendReply(nil, StatusUnknownStream)))
 	if err != nil || v != Version || s != StatusUnknownStream {
 		t.Fatalf("reply %d %d %v", v, s, err)
+	}
+}
+
+func TestMarkerFrame(t *testing.T) {
+	var stream []byte
+	stream = AppendMarker(stream, 7)
+	stream = AppendFinal(stream)
+	stream = AppendMarker(stream, 1<<63+5)
+	r := NewReader(bytes.NewReader(stream))
+	want := []struct {
+		typ byte
+		seq uint64
+	}{{FrameMarker, 7}, {FrameFinal, 0}, {FrameMarker, 1<<63 + 5}}
+	for i, w := range want {
+		typ, body, err := r.Next()
+		if err != nil || typ != w.typ {
+			t.Fatalf("frame %d: type %d, %v", i, typ, err)
+		}
+		if typ == FrameMarker && MarkerSeq(body) != w.seq {
+			t.Fatalf("frame %d: marker %d, want %d", i, MarkerSeq(body), w.seq)
+		}
+	}
+	if _, _, err := r.Next(); err != io.EOF {
+		t.Fatalf("after the last frame: %v", err)
+	}
+	if Reason(ErrMarkerBody) != "bad_frame" {
+		t.Fatal(Reason(ErrMarkerBody))
 	}
 }
 
