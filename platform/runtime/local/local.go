@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,7 +27,9 @@ import (
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/app"
+	"sluice.dev/sluice/platform/peconfig"
 	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/regionctl"
 )
 
 // ResolveFile maps PE names to loopback ports; `pe run --resolve
@@ -88,6 +91,22 @@ type Config struct {
 	Job      *v1alpha1.Job
 	// Args are extra flags for every `pe run`.
 	Args []string
+
+	// Supervise restarts PE processes that die, as Kubernetes replaces a
+	// PE's pod. A Job with consistent regions is always supervised, and the
+	// supervisor also runs the regions' state machines.
+	Supervise bool
+	// Log receives the supervisor's lines (restarts, region transitions).
+	Log io.Writer
+	// JobStore keeps the Job's own checkpoint store; by default the PEs of
+	// consistent regions use a filesystem store in StorePath.
+	JobStore bool
+	// StorePath of the default store (default Dir/checkpoints).
+	StorePath string
+	// SupervisePoll is the supervisor's loop period (default 25ms).
+	SupervisePoll time.Duration
+	// RestartDelay is how long a dead PE stays dead (default 100ms).
+	RestartDelay time.Duration
 }
 
 // PE is one local PE process.
@@ -96,6 +115,8 @@ type PE struct {
 	Endpoint Endpoint
 	Dir      string
 	Sink     bool
+	// Region is the consistent region of the PE's operators ("" for none).
+	Region string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -104,17 +125,32 @@ type PE struct {
 
 // Cluster is a running local application.
 type Cluster struct {
-	cfg    Config
-	Plan   *app.Plan
-	PEs    []*PE
-	byName map[string]*PE
-	http   *http.Client
+	cfg  Config
+	Plan *app.Plan
+	PEs  []*PE
+	// Regions are the Job's consistent regions.
+	Regions []RegionPlan
+	byName  map[string]*PE
+	http    *http.Client
+
+	sup      *supervisor
+	stopCtx  context.CancelFunc
+	stopping atomic.Bool
 }
 
 // New builds the plan and writes every configuration file.
 func New(cfg Config) (*Cluster, error) {
 	if cfg.BasePort == 0 {
 		cfg.BasePort = 20000
+	}
+	if cfg.StorePath == "" {
+		cfg.StorePath = filepath.Join(cfg.Dir, "checkpoints")
+	}
+	if cfg.SupervisePoll <= 0 {
+		cfg.SupervisePoll = DefaultSupervisePoll
+	}
+	if cfg.RestartDelay <= 0 {
+		cfg.RestartDelay = DefaultRestartDelay
 	}
 	ns := cfg.Job.Namespace
 	if ns == "" {
@@ -132,9 +168,31 @@ func New(cfg Config) (*Cluster, error) {
 		stride = max(stride, len(pe.Config.Inputs))
 	}
 	c := &Cluster{cfg: cfg, Plan: plan, byName: map[string]*PE{}, http: &http.Client{Timeout: 2 * time.Second}}
+	c.Regions = RegionPlans(cfg.Job.Name, &cfg.Job.Spec, plan)
+	regionOf := map[string]RegionPlan{}
+	for _, r := range c.Regions {
+		for _, pe := range r.Spec.PEs {
+			regionOf[pe] = r
+		}
+		// A region file of an earlier run in the same directory would
+		// command the new PEs before the supervisor's first write.
+		os.Remove(regionctl.RegionFile(cfg.Dir, r.Name))
+	}
+	store := &peconfig.Store{Type: string(v1alpha1.StoreFilesystem), Path: cfg.StorePath}
+	if cfg.JobStore {
+		store = storeConfig(cfg.Job.Spec.CheckpointStore)
+	}
 	rf := ResolveFile{PEs: map[string]Endpoint{}}
 	n := len(plan.PEs)
-	for i, pe := range plan.PEs {
+	for i := range plan.PEs {
+		pe := &plan.PEs[i]
+		if r, ok := regionOf[pe.Name]; ok {
+			if pe.Config.Region == nil {
+				pe.Config.Region = &peconfig.Region{Name: r.Name, Resource: r.Resource, Trigger: r.Spec.Trigger}
+			}
+			pe.Config.Store = store
+			os.Remove(regionctl.ProgressFile(cfg.Dir, pe.Name))
+		}
 		p := &PE{Name: pe.Name, Dir: filepath.Join(cfg.Dir, pe.Name), Endpoint: Endpoint{
 			Base:   cfg.BasePort + i*stride,
 			Health: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+n*stride+i)),
@@ -143,6 +201,9 @@ func New(cfg Config) (*Cluster, error) {
 			if op.Kind == v1alpha1.KindSink {
 				p.Sink = true
 			}
+		}
+		if pe.Config.Region != nil {
+			p.Region = pe.Config.Region.Name
 		}
 		if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 			return nil, err
@@ -184,6 +245,11 @@ func (c *Cluster) Start() error {
 			return err
 		}
 	}
+	if c.cfg.Supervise || len(c.Regions) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.sup, c.stopCtx = newSupervisor(c, c.cfg.Log), cancel
+		go c.sup.run(ctx)
+	}
 	return nil
 }
 
@@ -198,6 +264,9 @@ func (c *Cluster) Args(name string) []string {
 		"--health-addr", p.Endpoint.Health,
 		"--resolve", "local:" + filepath.Join(c.cfg.Dir, "resolve.json"),
 		"--summary", filepath.Join(p.Dir, "summary.json"),
+	}
+	if p.Region != "" {
+		args = append(args, "--region-dir", c.cfg.Dir)
 	}
 	return append(args, c.cfg.Args...)
 }
@@ -289,6 +358,11 @@ func (c *Cluster) Signal(name string, sig syscall.Signal) { c.byName[name].signa
 // within what is left of grace, then SIGKILLs what is left.
 func (c *Cluster) Stop(grace time.Duration) error {
 	deadline := time.Now().Add(grace)
+	c.stopping.Store(true)
+	if c.sup != nil {
+		c.stopCtx()
+		<-c.sup.done
+	}
 	var stuck []string
 	for _, p := range c.PEs {
 		d := p.signal(syscall.SIGTERM)
@@ -459,7 +533,13 @@ func (c *Cluster) Status() string {
 			}
 		}
 	}
-	return fmt.Sprintf("ready %d/%d PEs, sinks: %d tuples, %d gaps, %d duplicates", ready, len(c.PEs), tuples, gaps, dups)
+	line := fmt.Sprintf("ready %d/%d PEs, sinks: %d tuples, %d gaps, %d duplicates", ready, len(c.PEs), tuples, gaps, dups)
+	for _, r := range c.Regions {
+		if st, ok := c.RegionStatus(r.Name); ok {
+			line += fmt.Sprintf("; region %s %s epoch %d checkpoint %d resets %d", r.Name, orInit(st.State), st.Epoch, st.LastCompletedSeq, st.Resets)
+		}
+	}
+	return line
 }
 
 // ErrStopped is returned by Run when a signal stopped the run.
@@ -469,6 +549,9 @@ var ErrStopped = errors.New("stopped")
 // and stop it when ctx ends, duration passes (0 = no limit) or every sink
 // has completed; then print the sinks' summaries.
 func Run(ctx context.Context, cfg Config, duration time.Duration, out io.Writer) error {
+	if cfg.Log == nil {
+		cfg.Log = out
+	}
 	c, err := New(cfg)
 	if err != nil {
 		return err
