@@ -3,6 +3,9 @@
 // over transport otherwise, and drives them. All operator calls of a PE are
 // serialised by one lock, held per input batch or source step, so that
 // operators stay simple and fused operators call each other directly.
+//
+// With Options.Region set the PE takes part in a consistent region
+// (region.go, docs/consistent-regions.md): drains, checkpoints, resets.
 package engine
 
 import (
@@ -23,6 +26,7 @@ import (
 	"sluice.dev/sluice/platform/peconfig"
 	"sluice.dev/sluice/platform/runtime/metrics"
 	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/regionctl"
 	"sluice.dev/sluice/platform/runtime/transport"
 	"sluice.dev/sluice/platform/runtime/wire"
 )
@@ -50,15 +54,26 @@ type Options struct {
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	// Epoch identifies this incarnation of the PE in the tuples its
-	// sources and aggregates number.
+	// sources and aggregates number. Inside a consistent region it is
+	// ignored: tuples carry RegionTupleEpoch, so that a replay continues
+	// the sequence its receivers restored.
 	Epoch      uint32
 	BatchBytes int
 	Queue      int
 	// TickEvery is how often time-driven operators are ticked (50ms).
 	TickEvery time.Duration
 	// OnComplete is called (on its own goroutine) when every sink of the
-	// PE has seen all its streams end.
+	// PE has seen all its streams end. In a consistent region a reset
+	// un-finishes the PE, and OnComplete is called again when the replay
+	// completes.
 	OnComplete func()
+	// Region, when set, makes the PE take part in the consistent region
+	// PE.Region names: Start calls Region.Run, follows Region.Commands and
+	// reports progress with Region.Report. Nil: no region (sources start
+	// at once, nothing is checkpointed).
+	Region regionctl.Control
+	// Store keeps the PE's checkpoints; required with Region.
+	Store CheckpointStore
 }
 
 type dest struct {
@@ -81,6 +96,15 @@ type node struct {
 	needed    int // streams that must end before the operator finishes
 	ended     int
 	finished  bool
+
+	// Consistent region, under the engine's lock: the highest marker seen
+	// and on how many input streams; for a source, whether it waits for a
+	// drain it asked for and where it last asked.
+	markSeq   uint64
+	markCount int
+	src       *operators.Source
+	hold      bool
+	lastAsk   uint64
 }
 
 // Emit routes an operator's output to every stream of the port.
@@ -131,6 +155,10 @@ type Engine struct {
 	// ended holds the cross-PE streams whose end has been seen: an
 	// upstream that reconnects and ends again is counted once.
 	ended map[int32]bool
+	// epoch is the consistent-region epoch applied (always 0 outside a
+	// region); input from links of another epoch is dropped.
+	epoch uint64
+	rg    *regionState // nil outside a region
 }
 
 // New builds the PE's operators and routes; Start runs them.
@@ -153,6 +181,17 @@ func New(opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Log, m: opts.Metrics, inputs: map[int32]route{}, aggs: map[string]*operators.Aggregate{},
 		ended: map[int32]bool{}}
+	tupleEpoch := opts.Epoch
+	if opts.Region != nil {
+		if pe.Region == nil {
+			return nil, fmt.Errorf("PE %s: a region control is given but the PE config names no region", pe.Name)
+		}
+		if opts.Store == nil {
+			return nil, fmt.Errorf("PE %s: region %s needs a checkpoint store", pe.Name, pe.Region.Name)
+		}
+		e.rg = newRegionState(opts.Region, opts.Store, pe.Region.Name)
+		tupleEpoch = RegionTupleEpoch
+	}
 	names := map[uint32]string{}
 	if opts.Ports != nil {
 		for name := range opts.Ports.Operators {
@@ -165,7 +204,7 @@ func New(opts Options) (*Engine, error) {
 		n := &node{e: e, name: op.Name, kind: op.Kind, in: e.m.OperatorIn.WithLabelValues(op.Name),
 			out: e.m.OperatorOut.WithLabelValues(op.Name), outs: make([][]dest, app.OutputPorts(op))}
 		names[operators.OriginID(op.Name)] = op.Name
-		o, err := operators.New(op, operators.Env{PE: pe.Name, Out: n, Epoch: opts.Epoch, Names: names,
+		o, err := operators.New(op, operators.Env{PE: pe.Name, Out: n, Epoch: tupleEpoch, Names: names,
 			Now: func() int64 { return e.now }})
 		if err != nil {
 			return nil, err
@@ -185,6 +224,7 @@ func New(opts Options) (*Engine, error) {
 		if _, ok := o.(operators.Runner); ok {
 			e.sources = append(e.sources, n)
 		}
+		n.src, _ = o.(*operators.Source)
 		e.nodes = append(e.nodes, n)
 		byName[op.Name] = n
 	}
@@ -235,6 +275,14 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.server = transport.NewServer(transport.ServerConfig{Inputs: ins, Host: opts.ListenHost, Base: opts.ListenBase,
 		Deliver: e, Metrics: e.m, Log: e.log})
+	if e.rg != nil {
+		// RestoreSeq 0 restores these: the operators' state as built.
+		init, err := e.snapshotAll()
+		if err != nil {
+			return nil, err
+		}
+		e.rg.initial = init
+	}
 	return e, nil
 }
 
@@ -269,12 +317,17 @@ func (e *Engine) publish() {
 }
 
 // Deliver runs a batch that arrived on an input port.
-func (e *Engine) Deliver(port int32, ts []wire.Tuple) {
-	r, ok := e.inputs[port]
+func (e *Engine) Deliver(l transport.Link, ts []wire.Tuple) {
+	r, ok := e.inputs[l.Port]
 	if !ok {
 		return
 	}
 	e.mu.Lock()
+	if l.Epoch != e.epoch {
+		// Sent before a reset that this PE has applied since.
+		e.mu.Unlock()
+		return
+	}
 	e.now = time.Now().UnixNano()
 	r.node.nIn += uint64(len(ts))
 	if r.batch != nil {
@@ -289,17 +342,17 @@ func (e *Engine) Deliver(port int32, ts []wire.Tuple) {
 }
 
 // Final records the end of an incoming stream.
-func (e *Engine) Final(port int32, stream int32) {
-	r, ok := e.inputs[port]
+func (e *Engine) Final(l transport.Link) {
+	r, ok := e.inputs[l.Port]
 	if !ok {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ended[stream] {
+	if l.Epoch != e.epoch || e.ended[l.Stream] {
 		return
 	}
-	e.ended[stream] = true
+	e.ended[l.Stream] = true
 	e.now = time.Now().UnixNano()
 	e.streamEnded(r.node)
 	e.flush()
@@ -355,11 +408,18 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.wg.Add(1)
 	go e.tick()
+	if e.rg != nil {
+		e.startRegion()
+	}
 	var sctx context.Context
 	sctx, e.srcCancel = context.WithCancel(e.ctx)
 	for _, n := range e.sources {
 		e.srcWG.Add(1)
-		go e.runSource(sctx, n)
+		if e.rg != nil {
+			go e.runRegionSource(sctx, n)
+		} else {
+			go e.runSource(sctx, n)
+		}
 	}
 	return nil
 }
@@ -376,12 +436,13 @@ func (e *Engine) runSource(ctx context.Context, n *node) {
 		}
 	}
 	e.log.Info("source starting", "operator", n.name)
-	do := func(f func()) {
+	do := func(f func()) bool {
 		e.mu.Lock()
 		e.now = time.Now().UnixNano()
 		f()
 		e.publish()
 		e.mu.Unlock()
+		return true
 	}
 	flush := func() {
 		e.mu.Lock()
@@ -409,7 +470,10 @@ func (e *Engine) tick() {
 		case <-e.ctx.Done():
 			return
 		case now := <-t.C:
-			if len(e.tickers) > 0 {
+			// Inside a region windows close on event time only: a close
+			// driven by the wall clock would depend on how long a drain
+			// or reset paused the sources, and a replay would differ.
+			if len(e.tickers) > 0 && e.rg == nil {
 				e.mu.Lock()
 				e.now = time.Now().UnixNano()
 				for _, x := range e.tickers {
@@ -516,11 +580,14 @@ func (e *Engine) Shutdown(grace time.Duration) {
 }
 
 // Snapshot saves the state of every stateful operator of the PE, between
-// batches (a consistent-region checkpoint calls it once the region is
-// drained).
+// batches.
 func (e *Engine) Snapshot() (map[string][]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.snapshotAll()
+}
+
+func (e *Engine) snapshotAll() (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, n := range e.nodes {
 		if s, ok := n.op.(operators.Stateful); ok {
@@ -538,6 +605,10 @@ func (e *Engine) Snapshot() (map[string][]byte, error) {
 func (e *Engine) Restore(states map[string][]byte) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.restoreAll(states)
+}
+
+func (e *Engine) restoreAll(states map[string][]byte) error {
 	for _, n := range e.nodes {
 		b, ok := states[n.name]
 		if !ok {

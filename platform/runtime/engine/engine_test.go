@@ -17,6 +17,7 @@ import (
 	"sluice.dev/sluice/platform/app"
 	"sluice.dev/sluice/platform/runtime/metrics"
 	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/transport"
 	"sluice.dev/sluice/platform/runtime/wire"
 )
 
@@ -421,7 +422,7 @@ func TestSnapshotRestoreStatefulOperators(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Feed the aggregate directly, as its input port would.
-	e.Deliver(0, []wire.Tuple{{Origin: 1, Seq: 0, Key: 1, Value: 1}, {Origin: 1, Seq: 1, Key: 2, Value: 1}})
+	e.Deliver(transport.Link{Port: 0}, []wire.Tuple{{Origin: 1, Seq: 0, Key: 1, Value: 1}, {Origin: 1, Seq: 1, Key: 2, Value: 1}})
 	snap, err := e.Snapshot()
 	if err != nil || len(snap["agg"]) == 0 || len(snap) != 1 {
 		t.Fatalf("snapshot %v, %v", snap, err)

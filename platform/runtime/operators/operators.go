@@ -6,8 +6,10 @@ package operators
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/runtime/wire"
@@ -49,11 +51,13 @@ type Stateful interface {
 }
 
 // Runner is driven by its own goroutine (a source). Do runs f with the
-// engine's lock held; flush sends the PE's partial output batches. A source
-// flushes before it waits, so a paced source's tuples leave at once while
-// an unpaced one fills whole frames.
+// engine's lock held and returns true, or, when the engine holds the
+// source paused (a consistent region draining or resetting), waits until
+// it may go on and returns false without running f; flush sends the PE's
+// partial output batches. A source flushes before it waits, so a paced
+// source's tuples leave at once while an unpaced one fills whole frames.
 type Runner interface {
-	Run(ctx context.Context, do func(f func()), flush func()) error
+	Run(ctx context.Context, do func(f func()) bool, flush func()) error
 }
 
 // Env is what an operator gets from the engine.
@@ -169,6 +173,42 @@ func (p *pending) drop(t *wire.Tuple) {
 	p.m[k] = o
 }
 
+// pendingEntry is one origin's debt in a snapshot.
+type pendingEntry struct {
+	Origin uint64 `json:"o"`
+	Skip   uint32 `json:"s"`
+	Lost   uint32 `json:"l,omitempty"`
+}
+
+func (p *pending) entries() []pendingEntry {
+	out := make([]pendingEntry, 0, len(p.m))
+	for k, o := range p.m {
+		out = append(out, pendingEntry{Origin: k, Skip: o.skip, Lost: o.lost})
+	}
+	slices.SortFunc(out, func(a, b pendingEntry) int { return cmpU64(a.Origin, b.Origin) })
+	return out
+}
+
+func (p *pending) restore(es []pendingEntry) {
+	p.m = nil
+	for _, e := range es {
+		if p.m == nil {
+			p.m = make(map[uint64]owed, len(es))
+		}
+		p.m[e.Origin] = owed{skip: e.Skip, lost: e.Lost}
+	}
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
 func (p *pending) settle(t *wire.Tuple) {
 	if len(p.m) == 0 {
 		return
@@ -209,6 +249,19 @@ func (f *Filter) Process(_ int, t *wire.Tuple) {
 }
 
 func (f *Filter) Finish() {}
+
+// Snapshot saves the skips the filter owes.
+func (f *Filter) Snapshot() ([]byte, error) { return json.Marshal(f.owe.entries()) }
+
+// Restore replaces the owed skips.
+func (f *Filter) Restore(b []byte) error {
+	var es []pendingEntry
+	if err := json.Unmarshal(b, &es); err != nil {
+		return fmt.Errorf("filter restore: %w", err)
+	}
+	f.owe.restore(es)
+	return nil
+}
 
 // Split sends each tuple to one of its output ports, by key hash or round
 // robin. The ports not chosen owe the tuple as a Skip, so a sink behind
@@ -253,3 +306,33 @@ func (s *Split) Process(_ int, t *wire.Tuple) {
 }
 
 func (s *Split) Finish() {}
+
+type splitSnapshot struct {
+	Next int              `json:"next"`
+	Owe  [][]pendingEntry `json:"owe"`
+}
+
+// Snapshot saves the round-robin cursor and the skips owed per port.
+func (s *Split) Snapshot() ([]byte, error) {
+	snap := splitSnapshot{Next: s.next, Owe: make([][]pendingEntry, len(s.owe))}
+	for i := range s.owe {
+		snap.Owe[i] = s.owe[i].entries()
+	}
+	return json.Marshal(snap)
+}
+
+// Restore replaces the cursor and the owed skips.
+func (s *Split) Restore(b []byte) error {
+	var snap splitSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("split restore: %w", err)
+	}
+	if len(snap.Owe) != s.n || snap.Next < 0 || snap.Next >= s.n {
+		return fmt.Errorf("split restore: snapshot of %d ports (next %d), split has %d", len(snap.Owe), snap.Next, s.n)
+	}
+	s.next = snap.Next
+	for i := range s.owe {
+		s.owe[i].restore(snap.Owe[i])
+	}
+	return nil
+}

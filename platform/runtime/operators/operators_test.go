@@ -3,6 +3,8 @@ package operators
 import (
 	"context"
 	"math"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -35,7 +37,7 @@ func TestSourceIsDeterministic(t *testing.T) {
 	run := func(epoch uint32) []wire.Tuple {
 		out := &fakeOut{}
 		s := NewSource("src", &v1alpha1.OperatorParams{Count: i64(1000), Keys: i64(7), TupleSize: i32(5)}, Env{Out: out, Epoch: epoch})
-		if err := s.Run(context.Background(), func(f func()) { f() }, func() {}); err != nil {
+		if err := s.Run(context.Background(), func(f func()) bool { f(); return true }, func() {}); err != nil {
 			t.Fatal(err)
 		}
 		return out.port(0)
@@ -60,12 +62,13 @@ func TestSourceRateAndCancel(t *testing.T) {
 	s := NewSource("src", &v1alpha1.OperatorParams{Rate: i64(1000)}, Env{Out: out})
 	ctx, cancel := context.WithCancel(context.Background())
 	calls, flushes := 0, 0
-	err := s.Run(ctx, func(f func()) {
+	err := s.Run(ctx, func(f func()) bool {
 		f()
 		calls++
 		if s.Seq() >= 50 {
 			cancel()
 		}
+		return true
 	}, func() { flushes++ })
 	if err != context.Canceled {
 		t.Fatalf("Run = %v, want canceled", err)
@@ -326,5 +329,165 @@ func TestSourceEventClock(t *testing.T) {
 				t.Fatalf("rate %d: tuple %d event %d, want %d", rate, i, tp.Event, want)
 			}
 		}
+	}
+}
+
+func runAll(t *testing.T, s *Source) {
+	t.Helper()
+	if err := s.Run(context.Background(), func(f func()) bool { f(); return true }, func() {}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A source restored from a snapshot replays exactly the tuples that
+// followed the snapshot, event times included.
+func TestSourceSnapshotReplays(t *testing.T) {
+	p := &v1alpha1.OperatorParams{Count: i64(3000), Keys: i64(13), Rate: i64(0)}
+	full := &fakeOut{}
+	a := NewSource("src", p, Env{Out: full, Epoch: 1})
+	runAll(t, a)
+
+	out := &fakeOut{}
+	b := NewSource("src", p, Env{Out: out, Epoch: 1})
+	b.Emit(1234, 0)
+	snap, err := b.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Emit(500, 0) // progress that a reset rolls back
+	c := NewSource("src", p, Env{Out: out, Epoch: 1})
+	if err := c.Restore(snap); err != nil || c.Seq() != 1234 {
+		t.Fatalf("restored at %d, %v", c.Seq(), err)
+	}
+	out.got = nil
+	runAll(t, c)
+	got, want := out.port(0), full.port(0)[1234:]
+	if len(got) != len(want) || !c.Done() {
+		t.Fatalf("replayed %d tuples, want %d", len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Seq != w.Seq || g.Key != w.Key || g.Event != w.Event || g.Value != w.Value || g.Epoch != w.Epoch {
+			t.Fatalf("replayed tuple %d = %+v, want %+v", i, g, w)
+		}
+	}
+	if err := c.Restore([]byte("[")); err == nil {
+		t.Fatal("corrupt snapshot accepted")
+	}
+}
+
+// With checkpointEvery, steps end on its multiples; a paused step (do
+// returns false) emits nothing.
+func TestSourceStepsEndOnCheckpointBoundaries(t *testing.T) {
+	out := &fakeOut{}
+	s := NewSource("src", &v1alpha1.OperatorParams{Count: i64(1000), CheckpointEvery: i64(300)}, Env{Out: out})
+	var ends []uint64
+	paused := 0
+	err := s.Run(context.Background(), func(f func()) bool {
+		if paused < 2 && s.Seq() == 300 {
+			paused++
+			return false
+		}
+		f()
+		ends = append(ends, s.Seq())
+		return true
+	}, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []uint64{300, 600, 900, 1000} {
+		if !slices.Contains(ends, b) {
+			t.Fatalf("no step ended at %d: %v", b, ends)
+		}
+	}
+	if len(out.port(0)) != 1000 || paused != 2 {
+		t.Fatalf("%d tuples, %d pauses", len(out.port(0)), paused)
+	}
+}
+
+func TestSplitAndFilterSnapshots(t *testing.T) {
+	out := &fakeOut{}
+	sp := NewSplit(3, "roundRobin", out)
+	for i := uint64(0); i < 4; i++ {
+		sp.Process(0, &wire.Tuple{Origin: 1, Seq: i})
+	}
+	snap, err := sp.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(s *Split) (int, wire.Tuple) {
+		o := &fakeOut{}
+		s.out = o
+		s.Process(0, &wire.Tuple{Origin: 1, Seq: 4})
+		for p := 0; p < 3; p++ {
+			if ts := o.port(p); len(ts) == 1 {
+				return p, ts[0]
+			}
+		}
+		t.Fatal("split emitted nothing")
+		return 0, wire.Tuple{}
+	}
+	wantPort, wantTuple := next(sp)
+	again := NewSplit(3, "roundRobin", out)
+	if err := again.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if p, tp := next(again); p != wantPort || tp.Skip != wantTuple.Skip || wantTuple.Skip == 0 {
+		t.Fatalf("restored split sent seq 4 to port %d skip %d, original to %d skip %d", p, tp.Skip, wantPort, wantTuple.Skip)
+	}
+	if err := NewSplit(2, "roundRobin", out).Restore(snap); err == nil {
+		t.Fatal("3-port snapshot restored into a 2-port split")
+	}
+
+	f := NewFilter(0, out)
+	f.Process(0, &wire.Tuple{Origin: 1, Seq: 0})
+	f.Process(0, &wire.Tuple{Origin: 1, Seq: 1, Lost: 2})
+	fs, _ := f.Snapshot()
+	g := NewFilter(100, &fakeOut{})
+	if err := g.Restore(fs); err != nil {
+		t.Fatal(err)
+	}
+	o := &fakeOut{}
+	g.out = o
+	g.Process(0, &wire.Tuple{Origin: 1, Seq: 2})
+	if tp := o.port(0)[0]; tp.Skip != 2 || tp.Lost != 2 {
+		t.Fatalf("restored filter forwarded %+v, want skip 2 lost 2", tp)
+	}
+}
+
+// The sink's digest does not depend on arrival order, and a restored sink
+// reports exactly what it had at the snapshot.
+func TestSinkDigestAndSnapshot(t *testing.T) {
+	ts := []wire.Tuple{{Origin: 1, Seq: 0, Key: 3, Event: 10, Value: 4}, {Origin: 1, Seq: 1, Key: 5, Event: 11, Value: 6},
+		{Origin: 2, Seq: 0, Key: 3, Event: 10, Value: 4}}
+	a, b := NewSink("k", Env{}), NewSink("k", Env{})
+	a.ProcessBatch(0, ts)
+	b.ProcessBatch(0, []wire.Tuple{ts[2], ts[0]})
+	b.ProcessBatch(0, ts[1:2])
+	if a.Summary().Digest != b.Summary().Digest || a.Summary().Digest == 0 {
+		t.Fatalf("digests %x %x", a.Summary().Digest, b.Summary().Digest)
+	}
+	one := NewSink("k", Env{})
+	one.ProcessBatch(0, ts[:2])
+	if one.Summary().Digest == a.Summary().Digest {
+		t.Fatal("digest does not see a missing tuple")
+	}
+	snap, err := one.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := one.Summary()
+	one.ProcessBatch(0, ts) // two duplicates and a new origin
+	one.Finish()
+	if one.Summary().Duplicates != 2 {
+		t.Fatalf("%+v", one.Summary())
+	}
+	if err := one.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	after := one.Summary()
+	after.Latency, before.Latency = LatencySummary{}, LatencySummary{}
+	if !reflect.DeepEqual(after, before) {
+		t.Fatalf("restored summary\n%+v\nwant\n%+v", after, before)
 	}
 }

@@ -1,6 +1,8 @@
 package operators
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"math/bits"
 	"sync"
@@ -26,7 +28,24 @@ type Sink struct {
 	first    int64
 	last     int64
 	complete bool
+	digest   uint64
 	lat      LatencyHist
+}
+
+// TupleDigest is a tuple's term in a sink's digest: FNV-1a over the
+// 64-bit words origin, seq, key, event and value, then the splitmix64
+// finaliser so that every bit of every word reaches every bit of the
+// result. Epoch, times and payload are left out, so a replay of the same
+// data gives the same terms.
+func TupleDigest(t *wire.Tuple) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	h = (h ^ uint64(t.Origin)) * prime
+	h = (h ^ t.Seq) * prime
+	h = (h ^ t.Key) * prime
+	h = (h ^ uint64(t.Event)) * prime
+	h = (h ^ uint64(t.Value)) * prime
+	return mix64(h)
 }
 
 // SinkObserver receives a sink's events for metrics.
@@ -80,6 +99,7 @@ func (s *Sink) record(t *wire.Tuple, now int64) (uint64, bool) {
 	missing := s.tracker.Observe(t)
 	dup := s.tracker.lastDups() != dups
 	s.tuples++
+	s.digest += TupleDigest(t)
 	s.bytes += uint64(t.EncodedLen())
 	if s.first == 0 {
 		s.first = now
@@ -132,6 +152,10 @@ type Summary struct {
 	Skipped      uint64 `json:"skipped"`
 	Restarts     uint64 `json:"restarts"`
 	ValueSum     int64  `json:"valueSum"`
+	// Digest is the sum (mod 2^64) of TupleDigest over every tuple
+	// received, duplicates included: independent of arrival order, equal
+	// for two runs that delivered the same tuples.
+	Digest uint64 `json:"digest"`
 	// FirstNanos and LastNanos are the arrival times of the first and last
 	// tuple (Unix nanoseconds).
 	FirstNanos int64          `json:"firstNanos"`
@@ -154,7 +178,7 @@ type LatencySummary struct {
 func (s *Sink) Summary() Summary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sum := Summary{Operator: s.name, PE: s.pe, Complete: s.complete, Tuples: s.tuples, Bytes: s.bytes,
+	sum := Summary{Operator: s.name, PE: s.pe, Complete: s.complete, Tuples: s.tuples, Bytes: s.bytes, Digest: s.digest,
 		FirstNanos: s.first, LastNanos: s.last, Origins: s.tracker.Origins()}
 	for i := range sum.Origins {
 		o := &sum.Origins[i]
@@ -169,6 +193,39 @@ func (s *Sink) Summary() Summary {
 	sum.Gaps = sum.Missing + sum.UpstreamLost
 	sum.Latency = s.lat.Summary()
 	return sum
+}
+
+type sinkSnapshot struct {
+	Tracker  []OriginStats `json:"tracker"`
+	Tuples   uint64        `json:"tuples"`
+	Bytes    uint64        `json:"bytes"`
+	First    int64         `json:"first"`
+	Last     int64         `json:"last"`
+	Complete bool          `json:"complete"`
+	Digest   uint64        `json:"digest"`
+}
+
+// Snapshot saves the sink's whole result except the latency histogram
+// (latency is a measurement of this run, not a result to roll back).
+func (s *Sink) Snapshot() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return json.Marshal(sinkSnapshot{Tracker: s.tracker.Origins(), Tuples: s.tuples, Bytes: s.bytes,
+		First: s.first, Last: s.last, Complete: s.complete, Digest: s.digest})
+}
+
+// Restore rolls the result back to a snapshot's.
+func (s *Sink) Restore(b []byte) error {
+	var snap sinkSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("sink restore: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tracker.Restore(snap.Tracker)
+	s.tuples, s.bytes, s.first, s.last = snap.Tuples, snap.Bytes, snap.First, snap.Last
+	s.complete, s.digest = snap.Complete, snap.Digest
+	return nil
 }
 
 // ResetLatency forgets recorded latencies (benchmarks drop their warm-up).

@@ -2,6 +2,8 @@ package operators
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
@@ -22,17 +24,24 @@ type Source struct {
 	count   uint64
 	payload []byte
 	seq     uint64
-	t       wire.Tuple
+	// every is params.checkpointEvery: steps end on its multiples, where
+	// the engine of an operator-driven region asks for a checkpoint.
+	every uint64
+	t     wire.Tuple
 	// ev tracks EventTime(seq, per) without dividing per tuple: evSec
 	// whole seconds, evRem = seq % per, evFrac = evRem*1e9/per and evAcc =
 	// evRem*1e9 % per.
 	evSec, evRem, evFrac, evAcc int64
 	evStep, evStepRem           int64 // 1e9 / per and 1e9 % per
 	// now and n are the arguments of the step closure, kept as fields so
-	// that the closure is made once.
-	now  int64
-	n    uint64
-	step func()
+	// that the closure is made once; emitted and ended are its results.
+	// The step reads the position under the engine's lock, since a reset
+	// may move it between steps.
+	now     int64
+	n       uint64
+	emitted uint64
+	ended   bool
+	step    func()
 }
 
 // MaxChunk bounds how many tuples a source emits per hold of the PE's lock.
@@ -42,7 +51,7 @@ func NewSource(name string, p *v1alpha1.OperatorParams, env Env) *Source {
 	s := &Source{
 		origin: OriginID(name), epoch: env.Epoch, out: env.Out,
 		rate: deref64(p.Rate, 0), keys: uint64(max(deref64(p.Keys, 1000), 1)),
-		count: uint64(max(deref64(p.Count, 0), 0)),
+		count: uint64(max(deref64(p.Count, 0), 0)), every: uint64(max(deref64(p.CheckpointEvery, 0), 0)),
 	}
 	s.per = s.rate
 	if s.per <= 0 {
@@ -53,8 +62,47 @@ func NewSource(name string, p *v1alpha1.OperatorParams, env Env) *Source {
 	for i := range s.payload {
 		s.payload[i] = byte(s.origin>>(8*(i%4))) ^ byte(i)
 	}
-	s.step = func() { s.Emit(s.n, s.now) }
+	s.step = func() {
+		n := s.n
+		if s.count > 0 {
+			n = min(n, s.count-min(s.seq, s.count))
+		}
+		if s.every > 0 {
+			n = min(n, s.every-s.seq%s.every)
+		}
+		s.Emit(n, s.now)
+		s.emitted = n
+		s.ended = s.count > 0 && s.seq >= s.count
+	}
 	return s
+}
+
+// Done reports whether the source has emitted its count (never for an
+// unbounded source).
+func (s *Source) Done() bool { return s.count > 0 && s.seq >= s.count }
+
+// CheckpointEvery is params.checkpointEvery (0: none).
+func (s *Source) CheckpointEvery() uint64 { return s.every }
+
+type sourceSnapshot struct {
+	Seq uint64 `json:"seq"`
+}
+
+// Snapshot saves the position (the next sequence number): every field of
+// a tuple is a function of it, so it is all a replay needs.
+func (s *Source) Snapshot() ([]byte, error) { return json.Marshal(sourceSnapshot{Seq: s.seq}) }
+
+// Restore moves the source to a saved position.
+func (s *Source) Restore(b []byte) error {
+	var snap sourceSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("source restore: %w", err)
+	}
+	s.seq = snap.Seq
+	p := uint64(s.per)
+	s.evSec, s.evRem = int64(snap.Seq/p), int64(snap.Seq%p)
+	s.evFrac, s.evAcc = s.evRem*1e9/s.per, s.evRem*1e9%s.per
+	return nil
 }
 
 // Process is never called: a source has no inputs.
@@ -109,8 +157,10 @@ func (s *Source) advanceEvent() {
 }
 
 // Run emits until ctx ends or Count tuples are out; it returns nil when the
-// count is reached (the stream ends) and ctx.Err() when stopped.
-func (s *Source) Run(ctx context.Context, do func(func()), flush func()) error {
+// count is reached (the stream ends) and ctx.Err() when stopped. When do
+// reports that it did not run the step (the engine held the source
+// paused), pacing starts again from that moment instead of catching up.
+func (s *Source) Run(ctx context.Context, do func(func()) bool, flush func()) error {
 	start := time.Now()
 	var period time.Duration
 	if s.rate > 0 {
@@ -127,12 +177,6 @@ func (s *Source) Run(ctx context.Context, do func(func()), flush func()) error {
 			return err
 		}
 		n := uint64(MaxChunk)
-		if s.count > 0 {
-			if s.seq >= s.count {
-				return nil
-			}
-			n = min(n, s.count-s.seq)
-		}
 		if s.rate > 0 {
 			// Emit what is due by now, sleeping until the next one is.
 			due := uint64(time.Since(start)/period) + 1
@@ -150,7 +194,13 @@ func (s *Source) Run(ctx context.Context, do func(func()), flush func()) error {
 			n = min(n, due-done)
 		}
 		s.n, s.now = n, time.Now().UnixNano()
-		do(s.step)
-		done += n
+		if !do(s.step) {
+			start, done = time.Now(), 0
+			continue
+		}
+		done += s.emitted
+		if s.ended {
+			return nil
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sluice.dev/sluice/platform/runtime/metrics"
 	"sluice.dev/sluice/platform/runtime/wire"
 )
@@ -22,11 +24,24 @@ type Input struct {
 	Streams []int32
 }
 
-// Deliverer takes what arrives. Deliver's tuples (and their payloads) are
-// valid only during the call.
+// Link names the connection something arrived on: the PE input port, the
+// stream, and the epoch the connection was accepted at. A receiver that
+// changes epoch drops what still arrives from an older link.
+type Link struct {
+	Port   int32
+	Stream int32
+	Epoch  uint64
+}
+
+// Deliverer takes what arrives, in stream order per link. Deliver's tuples
+// (and their payloads) are valid only during the call.
 type Deliverer interface {
-	Deliver(port int32, ts []wire.Tuple)
-	Final(port int32, stream int32)
+	Deliver(l Link, ts []wire.Tuple)
+	// Final: the stream has ended.
+	Final(l Link)
+	// Marker: checkpoint marker seq; everything the stream carried before
+	// it has been delivered.
+	Marker(l Link, seq uint64)
 }
 
 // ServerConfig configures a PE's listeners.
@@ -42,6 +57,9 @@ type ServerConfig struct {
 	// HandshakeTimeout bounds how long a new connection may take to say
 	// which stream it carries (default 5s).
 	HandshakeTimeout time.Duration
+	// Epoch is the consistent-region epoch the inputs start at (0 outside
+	// a region); only connections announcing it are accepted.
+	Epoch uint64
 }
 
 // Server accepts the connections of a PE's incoming streams.
@@ -49,10 +67,17 @@ type Server struct {
 	cfg       ServerConfig
 	listeners []net.Listener
 	mu        sync.Mutex
-	conns     map[int32]net.Conn // current connection per stream
-	seen      map[int32]bool     // streams that have connected at least once
+	conns     map[int32]*sconn // current connection per stream
+	seen      map[int32]bool   // streams that have connected at least once
+	epoch     uint64
 	closed    bool
 	wg        sync.WaitGroup
+}
+
+type sconn struct {
+	c     net.Conn
+	epoch uint64
+	up    prometheus.Gauge
 }
 
 func NewServer(cfg ServerConfig) *Server {
@@ -65,7 +90,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 5 * time.Second
 	}
-	s := &Server{cfg: cfg, conns: map[int32]net.Conn{}, seen: map[int32]bool{}}
+	s := &Server{cfg: cfg, conns: map[int32]*sconn{}, seen: map[int32]bool{}, epoch: cfg.Epoch}
 	for _, in := range cfg.Inputs {
 		for _, st := range in.Streams {
 			cfg.Metrics.ConnectionUp.WithLabelValues("in", strconv.Itoa(int(st))).Set(0)
@@ -124,11 +149,34 @@ func (s *Server) Close() {
 		l.Close()
 	}
 	s.mu.Lock()
-	for _, c := range s.conns {
-		c.Close()
+	for _, sc := range s.conns {
+		sc.c.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// Epoch is the epoch the inputs accept.
+func (s *Server) Epoch() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
+
+// SetEpoch makes the inputs accept connections of epoch e only and closes
+// the connections of any other epoch, so that what an upstream sent before
+// it applied the same reset is dropped with its connection.
+func (s *Server) SetEpoch(e uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch = e
+	for st, sc := range s.conns {
+		if sc.epoch != e {
+			sc.c.Close()
+			sc.up.Set(0)
+			delete(s.conns, st)
+		}
+	}
 }
 
 // MaxConns bounds the connections one input port serves at once: its
@@ -182,54 +230,60 @@ func (s *Server) serve(c net.Conn, in Input) {
 		}
 		return
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return
-	}
+	st := strconv.Itoa(int(h.Stream))
+	sc := &sconn{c: c, epoch: h.Epoch, up: s.cfg.Metrics.ConnectionUp.WithLabelValues("in", st)}
 	status := wire.StatusOK
+	// The epoch is checked and the connection registered in one hold of
+	// the lock, so that SetEpoch either refuses it or closes it.
+	s.mu.Lock()
 	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return
 	case h.Version != wire.Version:
 		status = wire.StatusBadVersion
 	case !slices.Contains(in.Streams, h.Stream):
 		status = wire.StatusUnknownStream
+	case h.Epoch != s.epoch:
+		status = wire.StatusWrongEpoch
+	default:
+		// A new connection for a stream replaces the old one: the upstream
+		// restarted or reconnected before we saw the old one die.
+		if old := s.conns[h.Stream]; old != nil {
+			old.c.Close()
+		}
+		if s.seen[h.Stream] {
+			s.cfg.Metrics.Reconnects.WithLabelValues("in", st).Inc()
+		}
+		s.conns[h.Stream], s.seen[h.Stream] = sc, true
+		sc.up.Set(1)
 	}
+	epoch := s.epoch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.conns[h.Stream] == sc {
+			delete(s.conns, h.Stream)
+			sc.up.Set(0)
+		}
+		s.mu.Unlock()
+	}()
 	if _, err := c.Write(wire.AppendReply(nil, status)); err != nil || status != wire.StatusOK {
-		if status != wire.StatusOK {
+		switch status {
+		case wire.StatusOK:
+		case wire.StatusWrongEpoch:
+			// Normal while a reset is being applied: one side is ahead.
+			s.cfg.Log.Debug("refused connection of another epoch", "stream", h.Stream, "from", h.PE,
+				"epoch", h.Epoch, "inputEpoch", epoch)
+		default:
 			s.wireError(c, in, h.Stream, fmt.Errorf("%w: stream %d version %d from %s refused (status %d)",
 				wire.ErrHandshake, h.Stream, h.Version, h.PE, status))
 		}
 		return
 	}
 	c.SetDeadline(time.Time{})
-	st := strconv.Itoa(int(h.Stream))
-	up := s.cfg.Metrics.ConnectionUp.WithLabelValues("in", st)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	// A new connection for a stream replaces the old one: the upstream
-	// restarted or reconnected before we saw the old one die.
-	if old := s.conns[h.Stream]; old != nil {
-		old.Close()
-	}
-	if s.seen[h.Stream] {
-		s.cfg.Metrics.Reconnects.WithLabelValues("in", st).Inc()
-	}
-	s.conns[h.Stream], s.seen[h.Stream] = c, true
-	s.mu.Unlock()
-	up.Set(1)
-	s.cfg.Log.Info("stream connected", "port", in.Port, "stream", h.Stream, "from", h.PE)
-	defer func() {
-		s.mu.Lock()
-		if s.conns[h.Stream] == c {
-			delete(s.conns, h.Stream)
-			up.Set(0)
-		}
-		s.mu.Unlock()
-	}()
+	s.cfg.Log.Info("stream connected", "port", in.Port, "stream", h.Stream, "from", h.PE, "epoch", h.Epoch)
+	link := Link{Port: in.Port, Stream: h.Stream, Epoch: h.Epoch}
 
 	p := strconv.Itoa(int(in.Port))
 	tuplesIn, bytesIn := s.cfg.Metrics.TuplesIn.WithLabelValues(p), s.cfg.Metrics.BytesIn.WithLabelValues(p)
@@ -254,7 +308,9 @@ func (s *Server) serve(c net.Conn, in Input) {
 		}
 		switch typ {
 		case wire.FrameFinal:
-			s.cfg.Deliver.Final(in.Port, h.Stream)
+			s.cfg.Deliver.Final(link)
+		case wire.FrameMarker:
+			s.cfg.Deliver.Marker(link, wire.MarkerSeq(body))
 		case wire.FrameBatch:
 			ts, err = wire.DecodeBatch(body, ts)
 			if err != nil {
@@ -263,7 +319,7 @@ func (s *Server) serve(c net.Conn, in Input) {
 			}
 			tuplesIn.Add(float64(len(ts)))
 			bytesIn.Add(float64(len(body) + wire.FrameHeaderLen))
-			s.cfg.Deliver.Deliver(in.Port, ts)
+			s.cfg.Deliver.Deliver(link, ts)
 		}
 	}
 }

@@ -2,7 +2,10 @@ package transport
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,25 +18,42 @@ import (
 	"sluice.dev/sluice/platform/runtime/wire"
 )
 
-// recorder is a test Deliverer that keeps the sequence numbers it gets.
+// recorder is a test Deliverer that keeps the sequence numbers it gets,
+// and everything in arrival order in events ("t<seq>@<epoch>",
+// "m<seq>@<epoch>", "final@<epoch>").
 type recorder struct {
 	mu     sync.Mutex
 	seqs   []uint64
 	finals int
+	events []string
 }
 
-func (r *recorder) Deliver(_ int32, ts []wire.Tuple) {
+func (r *recorder) Deliver(l Link, ts []wire.Tuple) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, t := range ts {
 		r.seqs = append(r.seqs, t.Seq)
+		r.events = append(r.events, fmt.Sprintf("t%d@%d", t.Seq, l.Epoch))
 	}
 }
 
-func (r *recorder) Final(int32, int32) {
+func (r *recorder) Final(l Link) {
 	r.mu.Lock()
 	r.finals++
+	r.events = append(r.events, fmt.Sprintf("final@%d", l.Epoch))
 	r.mu.Unlock()
+}
+
+func (r *recorder) Marker(l Link, seq uint64) {
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf("m%d@%d", seq, l.Epoch))
+	r.mu.Unlock()
+}
+
+func (r *recorder) log() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
 }
 
 func (r *recorder) count() (int, int) {
@@ -128,7 +148,7 @@ func TestServerRefusesUnknownStream(t *testing.T) {
 	}
 	defer s.Close()
 	w := NewWriter(WriterConfig{Stream: 2, Addr: func() string { return net.JoinHostPort(host, itoa(port)) }})
-	if _, err := w.dial(context.Background()); err == nil {
+	if _, err := w.dial(context.Background(), 0); err == nil {
 		t.Fatal("stream 2 accepted on a port for stream 1")
 	}
 	if got := s.Missing(); len(got) != 1 || got[0] != 1 {
@@ -172,4 +192,128 @@ func TestServerBoundsConnections(t *testing.T) {
 	waitFor(t, "excess connections refused", func() bool {
 		return counterValue(t, m.WireErrors.WithLabelValues("too_many_connections")) == 3
 	})
+}
+
+// Markers arrive in stream order between the tuples around them, and a
+// final after them.
+func TestMarkersInStreamOrder(t *testing.T) {
+	host, port := freeAddr(t)
+	rec := &recorder{}
+	s := NewServer(ServerConfig{Inputs: []Input{{Port: 0, Streams: []int32{1}}}, Host: host, Base: port, Deliver: rec})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := NewWriter(WriterConfig{Stream: 1, Addr: func() string { return net.JoinHostPort(host, itoa(port)) }, BatchBytes: 256})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	var want []string
+	for i := 0; i < 40; i++ {
+		w.Add(&wire.Tuple{Seq: uint64(i)})
+		want = append(want, fmt.Sprintf("t%d@0", i))
+		if i%13 == 12 {
+			w.Marker(uint64(i))
+			want = append(want, fmt.Sprintf("m%d@0", i))
+		}
+	}
+	w.Final()
+	want = append(want, "final@0")
+	waitFor(t, "final", func() bool { _, f := rec.count(); return f == 1 })
+	if got := rec.log(); !slices.Equal(got, want) {
+		t.Fatalf("arrival order\n got %v\nwant %v", got, want)
+	}
+}
+
+// An input accepts only its own epoch. Moving it to a new epoch closes the
+// old connection; the writer, reset to the same epoch, drops what it held
+// for the old one and delivers only what was produced after the reset.
+func TestEpochChangeDropsOldTuples(t *testing.T) {
+	host, port := freeAddr(t)
+	rec := &recorder{}
+	s := NewServer(ServerConfig{Inputs: []Input{{Port: 0, Streams: []int32{1}}}, Host: host, Base: port, Deliver: rec, Epoch: 1})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := func() string { return net.JoinHostPort(host, itoa(port)) }
+	stale := NewWriter(WriterConfig{Stream: 1, Addr: addr, Epoch: 7})
+	if _, err := stale.dial(context.Background(), 7); !errors.Is(err, errWrongEpoch) {
+		t.Fatalf("epoch 7 on an epoch-1 input: %v", err)
+	}
+	w := NewWriter(WriterConfig{Stream: 1, Addr: addr, Epoch: 1, MinBackoff: 5 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	waitFor(t, "connect at epoch 1", w.Connected)
+	w.Add(&wire.Tuple{Seq: 1})
+	w.Marker(1)
+	w.Final()
+	waitFor(t, "epoch 1 final", func() bool { _, f := rec.count(); return f == 1 })
+
+	s.SetEpoch(2)
+	waitFor(t, "old connection closed", func() bool { return len(s.Missing()) == 1 && !w.Connected() })
+	// Produced at epoch 1 after the input moved on: never delivered.
+	w.Add(&wire.Tuple{Seq: 100})
+	w.Flush()
+	w.Add(&wire.Tuple{Seq: 101}) // still in the current batch at the reset
+	time.Sleep(50 * time.Millisecond)
+	if w.Connected() {
+		t.Fatal("epoch-1 writer connected to an epoch-2 input")
+	}
+	w.Reset(2)
+	w.Add(&wire.Tuple{Seq: 2})
+	w.Marker(2)
+	w.Final() // the stream may end again in the new epoch
+	waitFor(t, "epoch 2 final", func() bool { _, f := rec.count(); return f == 2 })
+	want := []string{"t1@1", "m1@1", "final@1", "t2@2", "m2@2", "final@2"}
+	if got := rec.log(); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if !w.Connected() || w.Epoch() != 2 || s.Epoch() != 2 {
+		t.Fatalf("connected %v epoch %d input epoch %d", w.Connected(), w.Epoch(), s.Epoch())
+	}
+}
+
+// A producer blocked on a full queue (peer away) is released by
+// Interrupt, and after Reset the writer takes tuples again.
+func TestInterruptReleasesBlockedAdd(t *testing.T) {
+	host, port := freeAddr(t)
+	w := NewWriter(WriterConfig{Stream: 1, Addr: func() string { return net.JoinHostPort(host, itoa(port)) },
+		BatchBytes: 64, Queue: 2, MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	blocked := make(chan int)
+	go func() {
+		n := 0
+		for w.Add(&wire.Tuple{Seq: uint64(n)}) {
+			n++
+		}
+		blocked <- n
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case n := <-blocked:
+		t.Fatalf("Add returned after %d tuples with no peer", n)
+	default:
+	}
+	w.Interrupt()
+	select {
+	case <-blocked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Interrupt did not release Add")
+	}
+	w.Reset(1)
+	// The reset dropped the queued buffers: Add has room again.
+	done := make(chan bool)
+	go func() { done <- w.Add(&wire.Tuple{Seq: 9}) }()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("Add refused after Reset")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Add still blocked after Reset")
+	}
 }

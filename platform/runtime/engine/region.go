@@ -1,0 +1,505 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/checkpoint"
+	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/regionctl"
+	"sluice.dev/sluice/platform/runtime/transport"
+)
+
+// RegionTupleEpoch is the epoch of every tuple numbered inside a
+// consistent region. It never changes, not across resets nor process
+// restarts: a replay must continue the sequences its receivers restored,
+// not start new ones.
+const RegionTupleEpoch = 1
+
+// CheckpointStore is what the engine needs of a checkpoint store
+// (checkpoint.Store satisfies it).
+type CheckpointStore interface {
+	Put(ctx context.Context, key checkpoint.Key, data []byte) error
+	Get(ctx context.Context, key checkpoint.Key) ([]byte, error)
+	Prune(ctx context.Context, namespace, job, region, pe string, below uint64) (int, error)
+}
+
+// regionState is the PE's side of the protocol. Fields below the line are
+// guarded by the engine's lock.
+type regionState struct {
+	ctrl    regionctl.Control
+	store   CheckpointStore
+	name    string
+	initial map[string][]byte // the operators' state as built (restore seq 0)
+	report  chan struct{}     // a new progress is to be reported
+	work    chan struct{}     // store jobs are pending
+
+	// ---- under Engine.mu
+	// paused holds every source; wake is closed (and replaced) whenever a
+	// held source may be able to go on.
+	paused bool
+	wake   chan struct{}
+	// resetCh is closed (and replaced) at every reset, waking the
+	// goroutines of sources that had finished.
+	resetCh chan struct{}
+	// marked is the drain this PE's sources emitted markers for (0 after
+	// a reset); sources stay paused until a checkpoint at least as recent
+	// is complete.
+	marked uint64
+	// The checkpoint being assembled: its seq, the snapshots so far, and
+	// how many operators have taken theirs.
+	drainSeq uint64
+	snaps    map[string][]byte
+	snapped  int
+	progress v1alpha1.RegionProgress
+	pruned   uint64
+	jobs     []storeJob
+}
+
+// storeJob is a checkpoint to write (blob set) or a prune.
+type storeJob struct {
+	seq   uint64
+	blob  []byte
+	prune bool
+}
+
+func newRegionState(ctrl regionctl.Control, store CheckpointStore, name string) *regionState {
+	return &regionState{ctrl: ctrl, store: store, name: name, report: make(chan struct{}, 1), work: make(chan struct{}, 1),
+		paused: true, wake: make(chan struct{}), resetCh: make(chan struct{}),
+		progress: v1alpha1.RegionProgress{Region: name}}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// kick wakes the sources waiting in a paused step so that they look again.
+func (rg *regionState) kick() {
+	close(rg.wake)
+	rg.wake = make(chan struct{})
+}
+
+func (rg *regionState) setPaused(p bool) {
+	if rg.paused != p {
+		rg.paused = p
+		rg.kick()
+	}
+}
+
+// RegionProgress is what the PE last reported (or is about to report) to
+// its region; the zero value outside a region.
+func (e *Engine) RegionProgress() v1alpha1.RegionProgress {
+	if e.rg == nil {
+		return v1alpha1.RegionProgress{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rg.progress
+}
+
+// Epoch is the region epoch the PE has applied (0 before its first reset,
+// and outside a region).
+func (e *Engine) Epoch() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.epoch
+}
+
+func (e *Engine) key(seq uint64) checkpoint.Key {
+	pe := e.opts.PE
+	return checkpoint.Key{Namespace: pe.Namespace, Job: pe.Job, Region: e.rg.name, PE: pe.Name, Seq: seq}
+}
+
+func (e *Engine) startRegion() {
+	rg := e.rg
+	e.wg.Add(4)
+	go func() {
+		defer e.wg.Done()
+		if err := rg.ctrl.Run(e.ctx); err != nil && e.ctx.Err() == nil {
+			e.log.Error("region control stopped", "region", rg.name, "err", err)
+		}
+	}()
+	go e.commandLoop()
+	go e.reportLoop()
+	go e.storeLoop()
+	signal(rg.report) // epoch 0: this process has applied no reset yet
+}
+
+func (e *Engine) commandLoop() {
+	defer e.wg.Done()
+	cmds := e.rg.ctrl.Commands()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case cmd, ok := <-cmds:
+			if !ok {
+				return
+			}
+			e.apply(cmd)
+		}
+	}
+}
+
+// apply acts on one region command. Commands of an epoch this PE has not
+// applied (other than the reset that brings it there) are ignored: the
+// coordinator sees the PE out of sync and resets the region.
+func (e *Engine) apply(cmd regionctl.Command) {
+	switch cmd.State {
+	case v1alpha1.RegionResetting:
+		e.reset(cmd)
+	case v1alpha1.RegionDraining:
+		e.mu.Lock()
+		e.drain(cmd)
+		e.mu.Unlock()
+	case v1alpha1.RegionHealthy:
+		e.mu.Lock()
+		e.healthy(cmd)
+		e.mu.Unlock()
+	}
+}
+
+// reset applies epoch cmd.Epoch, restoring checkpoint cmd.RestoreSeq.
+func (e *Engine) reset(cmd regionctl.Command) {
+	rg := e.rg
+	epoch := uint64(max(cmd.Epoch, 0))
+	if epoch <= e.Epoch() {
+		return
+	}
+	states := rg.initial
+	if cmd.RestoreSeq > 0 {
+		var err error
+		if states, err = e.load(uint64(cmd.RestoreSeq)); err != nil {
+			// Not applied, not reported: the reset times out and the
+			// coordinator tries again with a new epoch.
+			e.log.Error("reset: cannot load checkpoint", "region", rg.name, "epoch", epoch, "seq", cmd.RestoreSeq, "err", err)
+			return
+		}
+	}
+	// A source blocked on a full writer holds the lock; release it.
+	for _, w := range e.writers {
+		w.Interrupt()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rg.setPaused(true)
+	e.epoch = epoch
+	// Inputs first: closing the old connections drops what they still
+	// carry, and unblocks upstream writers stuck on us.
+	e.server.SetEpoch(epoch)
+	for _, w := range e.writers {
+		w.Reset(epoch)
+	}
+	if err := e.restoreAll(states); err != nil {
+		e.log.Error("reset: restore failed", "region", rg.name, "epoch", epoch, "seq", cmd.RestoreSeq, "err", err)
+		return
+	}
+	for _, n := range e.nodes {
+		n.finished, n.ended, n.markSeq, n.markCount, n.hold = false, 0, 0, 0, false
+		if n.src != nil {
+			n.lastAsk = n.src.Seq()
+		}
+	}
+	clear(e.ended)
+	e.complete = false
+	rg.marked, rg.drainSeq, rg.snaps, rg.snapped = 0, 0, nil, 0
+	rg.progress.Epoch = int64(epoch)
+	rg.progress.DrainRequested = false
+	signal(rg.report)
+	close(rg.resetCh)
+	rg.resetCh = make(chan struct{})
+	e.log.Info("reset applied", "region", rg.name, "epoch", epoch, "restored", cmd.RestoreSeq)
+}
+
+// load reads and unpacks checkpoint seq, checking that it holds a
+// snapshot for every stateful operator of the PE.
+func (e *Engine) load(seq uint64) (map[string][]byte, error) {
+	var blob []byte
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if blob, err = e.rg.store.Get(e.ctx, e.key(seq)); err == nil || e.ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, err
+	}
+	states, err := DecodeCheckpoint(blob)
+	if err != nil {
+		return nil, err
+	}
+	for name := range e.rg.initial {
+		if _, ok := states[name]; !ok {
+			return nil, fmt.Errorf("checkpoint %d has no state for operator %s", seq, name)
+		}
+	}
+	return states, nil
+}
+
+// drain starts checkpoint cmd.CurrentSeq at this PE's sources. Called
+// with the lock held, so each source stops at a tuple boundary.
+func (e *Engine) drain(cmd regionctl.Command) {
+	rg := e.rg
+	seq := uint64(max(cmd.CurrentSeq, 0))
+	if uint64(max(cmd.Epoch, 0)) != e.epoch || seq <= rg.marked {
+		return
+	}
+	rg.marked = seq
+	rg.setPaused(true)
+	rg.progress.DrainRequested = false
+	e.now = time.Now().UnixNano()
+	for _, n := range e.nodes {
+		if n.needed == 0 {
+			n.hold = false
+			e.snapshotNode(n, seq)
+		}
+	}
+	e.flush()
+}
+
+// markerIn counts marker seq arriving at n on one of its input streams;
+// with the last of them n takes its snapshot. Called with the lock held.
+func (e *Engine) markerIn(n *node, seq uint64) {
+	if seq < n.markSeq {
+		return // from a drain that a later one replaced
+	}
+	if seq > n.markSeq {
+		n.markSeq, n.markCount = seq, 0
+	}
+	n.markCount++
+	if n.markCount == n.needed {
+		e.snapshotNode(n, seq)
+	}
+}
+
+// snapshotNode records n's state for checkpoint seq and forwards the
+// marker on every output; the PE's checkpoint is written once every
+// operator has taken its snapshot.
+func (e *Engine) snapshotNode(n *node, seq uint64) {
+	rg := e.rg
+	if seq < rg.drainSeq {
+		return
+	}
+	if seq > rg.drainSeq {
+		rg.drainSeq, rg.snaps, rg.snapped = seq, map[string][]byte{}, 0
+	}
+	if s, ok := n.op.(operators.Stateful); ok {
+		b, err := s.Snapshot()
+		if err != nil {
+			// The checkpoint stays incomplete; the drain times out and
+			// the region resets.
+			e.log.Error("snapshot failed", "operator", n.name, "seq", seq, "err", err)
+			return
+		}
+		rg.snaps[n.name] = b
+	}
+	rg.snapped++
+	for _, ds := range n.outs {
+		for i := range ds {
+			if w := ds[i].w; w != nil {
+				w.Marker(seq)
+			} else {
+				e.markerIn(ds[i].node, seq)
+			}
+		}
+	}
+	if rg.snapped == len(e.nodes) {
+		rg.jobs = append(rg.jobs, storeJob{seq: seq, blob: EncodeCheckpoint(rg.snaps)})
+		rg.snaps = nil
+		signal(rg.work)
+	}
+}
+
+// healthy resumes the sources once the checkpoint they drained for is
+// complete, and prunes older checkpoints.
+func (e *Engine) healthy(cmd regionctl.Command) {
+	rg := e.rg
+	if uint64(max(cmd.Epoch, 0)) != e.epoch {
+		return
+	}
+	done := uint64(max(cmd.LastCompletedSeq, 0))
+	if done >= rg.marked {
+		rg.setPaused(false)
+	}
+	if done > rg.pruned {
+		rg.pruned = done
+		rg.jobs = append(rg.jobs, storeJob{seq: done, prune: true})
+		signal(rg.work)
+	}
+}
+
+// Marker is a checkpoint marker that arrived on an input stream.
+func (e *Engine) Marker(l transport.Link, seq uint64) {
+	r, ok := e.inputs[l.Port]
+	if !ok || e.rg == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l.Epoch != e.epoch {
+		return
+	}
+	e.now = time.Now().UnixNano()
+	e.markerIn(r.node, seq)
+	e.flush()
+}
+
+// storeLoop writes checkpoints and prunes, off the engine's lock.
+func (e *Engine) storeLoop() {
+	defer e.wg.Done()
+	rg := e.rg
+	pe := e.opts.PE
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-rg.work:
+		}
+		e.mu.Lock()
+		jobs := rg.jobs
+		rg.jobs = nil
+		e.mu.Unlock()
+		for _, j := range jobs {
+			if j.prune {
+				if _, err := rg.store.Prune(e.ctx, pe.Namespace, pe.Job, rg.name, pe.Name, j.seq); err != nil && e.ctx.Err() == nil {
+					e.log.Warn("pruning checkpoints", "region", rg.name, "below", j.seq, "err", err)
+				}
+				continue
+			}
+			if err := rg.store.Put(e.ctx, e.key(j.seq), j.blob); err != nil {
+				// Not reported: the drain times out and the region resets.
+				if e.ctx.Err() == nil {
+					e.log.Error("writing checkpoint", "region", rg.name, "seq", j.seq, "err", err)
+				}
+				continue
+			}
+			e.mu.Lock()
+			if int64(j.seq) > rg.progress.Checkpointed {
+				rg.progress.Checkpointed, rg.progress.Bytes = int64(j.seq), int64(len(j.blob))
+				signal(rg.report)
+			}
+			e.mu.Unlock()
+			e.log.Info("checkpoint written", "region", rg.name, "seq", j.seq, "bytes", len(j.blob))
+		}
+	}
+}
+
+// reportLoop publishes the latest progress, retrying failures, off the
+// engine's lock.
+func (e *Engine) reportLoop() {
+	defer e.wg.Done()
+	rg := e.rg
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-rg.report:
+		}
+		for {
+			e.mu.Lock()
+			p := rg.progress
+			e.mu.Unlock()
+			err := rg.ctrl.Report(e.ctx, p)
+			if err == nil || e.ctx.Err() != nil {
+				break
+			}
+			e.log.Warn("reporting region progress", "region", rg.name, "err", err)
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-rg.report:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// runRegionSource drives a source of a region: its steps wait while the
+// region holds the sources, and when it has emitted its count it ends its
+// streams and waits, since a reset may move it back and run it again.
+func (e *Engine) runRegionSource(ctx context.Context, n *node) {
+	defer e.srcWG.Done()
+	rg := e.rg
+	var every uint64
+	if n.src != nil {
+		every = n.src.CheckpointEvery()
+	}
+	do := func(f func()) bool {
+		e.mu.Lock()
+		if rg.paused || n.hold {
+			ch := rg.wake
+			e.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+			return false
+		}
+		e.now = time.Now().UnixNano()
+		f()
+		if every > 0 {
+			// Operator-driven trigger: ask for a checkpoint at every
+			// multiple and hold until the drain arrives.
+			if seq := n.src.Seq(); seq%every == 0 && seq != n.lastAsk {
+				n.lastAsk, n.hold = seq, true
+				rg.progress.DrainRequested = true
+				signal(rg.report)
+			}
+		}
+		e.publish()
+		e.mu.Unlock()
+		return true
+	}
+	flush := func() {
+		e.mu.Lock()
+		e.flush()
+		e.mu.Unlock()
+	}
+	run := n.op.(operators.Runner)
+	for {
+		err := run.Run(ctx, do, flush)
+		flush()
+		if err != nil {
+			return
+		}
+		e.mu.Lock()
+		if n.src != nil && !n.src.Done() {
+			e.mu.Unlock() // a reset moved it back meanwhile
+			continue
+		}
+		if !n.finished {
+			e.log.Info("source finished", "operator", n.name, "epoch", e.epoch)
+			e.finish(n)
+			e.flush()
+		}
+		ch := rg.resetCh
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Kill stops the PE at once, as a crash would: nothing is flushed, queued
+// output is dropped, connections are closed.
+func (e *Engine) Kill() {
+	if e.ctx == nil {
+		return
+	}
+	e.srcCancel()
+	for _, w := range e.writers {
+		w.Abort()
+	}
+	e.cancel()
+	e.server.Close()
+	e.srcWG.Wait()
+	e.wg.Wait()
+}
