@@ -16,6 +16,8 @@ type PEPlan struct {
 	Operators []string
 	Placement v1alpha1.PEPlacement
 	Config    peconfig.PE
+	// Region is the consistent region of the PE's operators ("" for none).
+	Region string `json:",omitempty"`
 }
 
 // Plan is everything the platform generates for a Job.
@@ -24,6 +26,8 @@ type Plan struct {
 	PortTable peconfig.PortTable
 	// HostPools are the Job's pools, in spec order.
 	HostPools []v1alpha1.HostPoolSpec
+	// Regions are the Job's consistent regions, in spec order.
+	Regions []RegionPlan `json:",omitempty"`
 }
 
 // PEName is the name of a Job's PE, of its ConfigMap and of its Service.
@@ -47,6 +51,9 @@ func Build(namespace, job string, spec *v1alpha1.JobSpec) (*Plan, field.ErrorLis
 	}
 	groups, errs := Fuse(g)
 	if len(errs) > 0 {
+		return nil, errs
+	}
+	if errs := checkFusedRegions(g, groups); len(errs) > 0 {
 		return nil, errs
 	}
 	ops := spec.Application.Operators
@@ -103,5 +110,6 @@ func Build(namespace, job string, spec *v1alpha1.JobSpec) (*Plan, field.ErrorLis
 		dst.Inputs[k].Streams = append(dst.Inputs[k].Streams, int32(s))
 	}
 	plan.PortTable.Sort()
+	planRegions(job, spec, plan)
 	return plan, nil
 }

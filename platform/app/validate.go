@@ -148,6 +148,7 @@ func Validate(jobName string, spec *v1alpha1.JobSpec) (*Graph, field.ErrorList) 
 		errs = append(errs, field.Invalid(appPath.Child("streams"), cycle, "the streams form a cycle"))
 	}
 	g.Order = order
+	errs = append(errs, validateRegions(g)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -25,8 +26,10 @@ import (
 
 // The operator's permissions, generated into config/rbac by controller-gen.
 //
-// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs;streamspes;streamshostpools,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs/status;streamspes/status;streamshostpools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs;streamspes;streamshostpools;streamsconsistentregions,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs/status;streamspes/status;streamshostpools/status;streamsconsistentregions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods;configmaps;services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -67,6 +70,10 @@ func CacheOptions() cache.Options {
 		&corev1.Pod{}:       {Label: ours},
 		&corev1.ConfigMap{}: {Label: ours},
 		&corev1.Service{}:   {Label: ours},
+		// PE access objects of Jobs with consistent regions.
+		&corev1.ServiceAccount{}: {Label: ours},
+		&rbacv1.Role{}:           {Label: ours},
+		&rbacv1.RoleBinding{}:    {Label: ours},
 	}}
 }
 

@@ -82,7 +82,15 @@ func (m *machine) step() time.Duration {
 	st := m.st
 	switch st.State {
 	case "", v1alpha1.RegionInitializing:
-		// Align every PE on epoch 1 before any tuple flows; not a failure.
+		// Wait (without a timeout: the Job has its own submission timeout)
+		// until every PE runs and is connected, then align them all on
+		// epoch 1 before any tuple flows; that first reset is no failure.
+		if !m.allConnected() {
+			if st.State == "" {
+				m.enter(v1alpha1.RegionInitializing)
+			}
+			return 0
+		}
 		m.enter(v1alpha1.RegionResetting)
 		st.Epoch++
 		st.RestoreSeq = st.LastCompletedSeq
@@ -213,6 +221,15 @@ func (m *machine) outOfSync() string {
 		}
 	}
 	return ""
+}
+
+func (m *machine) allConnected() bool {
+	for _, name := range m.spec.PEs {
+		if !m.pes[name].Connected {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *machine) allCheckpointed(seq int64) bool {

@@ -80,6 +80,14 @@ func (w *world) want(state v1alpha1.RegionState) {
 
 func TestInitialResetThenPeriodicCheckpoints(t *testing.T) {
 	w := newWorld(t, v1alpha1.TriggerPeriodic)
+	w.pes["j-pe-1"].Connected = false
+	w.next()
+	w.want(v1alpha1.RegionInitializing)
+	w.now = w.now.Add(time.Hour) // no timeout while the PEs start
+	if d := w.next(); d.Changed || d.RequeueAfter != 0 {
+		t.Fatalf("initializing: changed=%v requeue=%v", d.Changed, d.RequeueAfter)
+	}
+	w.pes["j-pe-1"].Connected = true
 	w.next()
 	w.want(v1alpha1.RegionResetting)
 	if w.st.Epoch != 1 || w.st.Resets != 0 || w.st.ConsecutiveResets != 0 {

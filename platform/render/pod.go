@@ -102,6 +102,7 @@ func Pod(pe *v1alpha1.ProcessingElement, pools []*v1alpha1.HostPool, image strin
 		},
 	}
 	applyPlacement(pod, pe, pools)
+	applyRegion(pod, pe)
 	return pod
 }
 

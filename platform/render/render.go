@@ -105,15 +105,25 @@ func HostPool(job *v1alpha1.Job, spec v1alpha1.HostPoolSpec) *v1alpha1.HostPool 
 // ProcessingElement is a PE object as the Job controller creates it: launch
 // count 0, so that launching it is the PE coordinator's first command.
 func ProcessingElement(job *v1alpha1.Job, pe *app.PEPlan) *v1alpha1.ProcessingElement {
+	labels := map[string]string{v1alpha1.LabelPE: pe.Name}
+	var region string
+	var store *v1alpha1.CheckpointStore
+	if pe.Region != "" {
+		region = app.RegionResourceName(job.Name, pe.Region)
+		labels[v1alpha1.LabelRegion] = region
+		store = job.Spec.CheckpointStore.DeepCopy()
+	}
 	return &v1alpha1.ProcessingElement{
-		ObjectMeta: jobMeta(job, pe.Name, "pe", map[string]string{v1alpha1.LabelPE: pe.Name}),
+		ObjectMeta: jobMeta(job, pe.Name, "pe", labels),
 		Spec: v1alpha1.ProcessingElementSpec{
-			JobName:    job.Name,
-			Index:      pe.Index,
-			Operators:  pe.Operators,
-			InputPorts: int32(len(pe.Config.Inputs)),
-			Placement:  pe.Placement,
-			Template:   job.Spec.PE,
+			JobName:         job.Name,
+			Index:           pe.Index,
+			Operators:       pe.Operators,
+			InputPorts:      int32(len(pe.Config.Inputs)),
+			Placement:       pe.Placement,
+			Template:        job.Spec.PE,
+			Region:          region,
+			CheckpointStore: store,
 		},
 	}
 }

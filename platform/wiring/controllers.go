@@ -6,6 +6,7 @@ import (
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/conductors/jobconductor"
 	"sluice.dev/sluice/platform/conductors/podconductor"
+	"sluice.dev/sluice/platform/conductors/regionconductor"
 	"sluice.dev/sluice/platform/controllers/hostpool"
 	"sluice.dev/sluice/platform/controllers/job"
 	"sluice.dev/sluice/platform/controllers/pe"
@@ -29,6 +30,12 @@ func NewCoordinators(d Deps) *Coordinators { return coordinator.NewSet(d.Client,
 //	PE  -> pod conductor: pod of launch 1 (pod coordinator)
 //	Pod -> PE controller: PE status (node, phase, connectivity)
 //	PE  -> job conductor: Job Submitted (Job coordinator)
+//
+// Consistent regions add a loop of their own:
+//
+//	Pod annotation (PE progress) -> PE controller: PE status.region
+//	PE, ConsistentRegion -> region conductor: region status (drain, reset)
+//	ConsistentRegion status -> PE processes (they watch it)
 func Controllers(d Deps, co *Coordinators) []Controller {
 	podsOfPE := Watch{Object: &corev1.Pod{}, Map: ByLabel(v1alpha1.LabelPE)}
 	return []Controller{
@@ -70,6 +77,13 @@ func Controllers(d Deps, co *Coordinators) []Controller {
 			For:        &v1alpha1.Job{},
 			Watches:    []Watch{{Object: &v1alpha1.ProcessingElement{}, Map: ByLabel(v1alpha1.LabelJob)}},
 			Reconciler: &jobconductor.Reconciler{Client: d.Client, Clock: d.Clock, Recorder: d.Recorder, Jobs: co.Jobs},
+			Workers:    2,
+		},
+		{
+			Name:       "regionconductor",
+			For:        &v1alpha1.ConsistentRegion{},
+			Watches:    []Watch{{Object: &v1alpha1.ProcessingElement{}, Map: ByLabel(v1alpha1.LabelRegion)}},
+			Reconciler: &regionconductor.Reconciler{Client: d.Client, Clock: d.Clock, Recorder: d.Recorder, Regions: co.Regions},
 			Workers:    2,
 		},
 	}

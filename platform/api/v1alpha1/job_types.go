@@ -66,7 +66,8 @@ type CheckpointStore struct {
 	Path string `json:"path,omitempty"`
 
 	// ClaimName of a PersistentVolumeClaim mounted at Path (filesystem
-	// store); without it Path is an emptyDir and checkpoints die with the pod.
+	// store). Without it Path is a hostPath directory of the node, which
+	// only keeps checkpoints across pod replacements on a one-node cluster.
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	ClaimName string `json:"claimName,omitempty"`

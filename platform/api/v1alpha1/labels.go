@@ -12,6 +12,8 @@ const (
 	LabelLaunch = "streams.sluice.dev/launch"
 	// LabelRole says what a generated object is for (see Role* constants).
 	LabelRole = "streams.sluice.dev/role"
+	// LabelRegion names the ConsistentRegion object a PE belongs to.
+	LabelRegion = "streams.sluice.dev/region"
 	// LabelColocatePrefix + group marks pods of a host colocation group.
 	LabelColocatePrefix = "colocate.streams.sluice.dev/"
 	// LabelExlocatePrefix + group marks pods of a host exlocation group.
@@ -23,6 +25,8 @@ const (
 	RolePEConfig  = "pe-config"
 	RolePEService = "pe-service"
 	RolePEPod     = "pe-pod"
+	RolePEAccess  = "pe-access" // ServiceAccount, Role and RoleBinding of a Job's PEs
+	RoleRegion    = "consistent-region"
 )
 
 // Well-known file names inside the generated ConfigMaps, mounted into PE pods.

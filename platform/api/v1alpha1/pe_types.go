@@ -38,6 +38,15 @@ type ProcessingElementSpec struct {
 
 	// Template of the PE's pod, copied from the Job.
 	Template PETemplate `json:"template"`
+
+	// Region is the name of the ConsistentRegion object of the PE's
+	// operators, if they are in one.
+	// +optional
+	Region string `json:"region,omitempty"`
+
+	// CheckpointStore of the Job, copied for PEs of a consistent region.
+	// +optional
+	CheckpointStore *CheckpointStore `json:"checkpointStore,omitempty"`
 }
 
 // PEPlacement is the placement of one PE, derived from its operators.

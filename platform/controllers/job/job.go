@@ -1,6 +1,8 @@
 // Package job is the Job controller: the only writer of Jobs. It validates a
 // Job's application, fuses it into processing elements and creates what the
-// plan needs (ConfigMaps, Services, HostPools, ProcessingElements), each
+// plan needs (ConfigMaps, Services, HostPools, ProcessingElements, and for
+// consistent regions their ConsistentRegions and the PEs' ServiceAccount,
+// Role and RoleBinding), each
 // through the coordinator of its kind. It also runs a retry: children are
 // foreground-deleted, then re-created.
 package job
@@ -136,6 +138,15 @@ func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan
 	for _, pool := range plan.HostPools {
 		note(r.Coord.HostPools.Create(ctx, render.HostPool(job, pool)))
 	}
+	if len(plan.Regions) > 0 {
+		sa, role, rb := render.PEAccess(job)
+		note(r.Coord.ServiceAccounts.Create(ctx, sa))
+		note(r.Coord.Roles.Create(ctx, role))
+		note(r.Coord.RoleBindings.Create(ctx, rb))
+		for i := range plan.Regions {
+			note(r.Coord.Regions.Create(ctx, render.ConsistentRegion(job, &plan.Regions[i])))
+		}
+	}
 	note(r.Coord.ConfigMaps.Create(ctx, render.PortTable(job, plan)))
 	for i := range plan.PEs {
 		pe := &plan.PEs[i]
@@ -184,7 +195,8 @@ func (r *Reconciler) retry(ctx context.Context, job *v1alpha1.Job) (reconcile.Re
 	var pools v1alpha1.HostPoolList
 	var cms corev1.ConfigMapList
 	var svcs corev1.ServiceList
-	for _, l := range []client.ObjectList{&pes, &pools, &cms, &svcs} {
+	var regions v1alpha1.ConsistentRegionList
+	for _, l := range []client.ObjectList{&pes, &pools, &cms, &svcs, &regions} {
 		if err := r.Client.List(ctx, l, ns, sel); err != nil {
 			return reconcile.Result{}, err
 		}
@@ -204,6 +216,11 @@ func (r *Reconciler) retry(ctx context.Context, job *v1alpha1.Job) (reconcile.Re
 	for i := range svcs.Items {
 		left++
 		note(r.Coord.Services.Delete(ctx, &svcs.Items[i], fg))
+	}
+	// A new attempt's regions start from their initial state.
+	for i := range regions.Items {
+		left++
+		note(r.Coord.Regions.Delete(ctx, &regions.Items[i], fg))
 	}
 	if len(errs) > 0 {
 		return reconcile.Result{}, errs[0]

@@ -7,9 +7,11 @@ package pe
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,6 +39,8 @@ type Observed struct {
 	Connectivity v1alpha1.Connectivity
 	// Unschedulable is the scheduler's message when it cannot place the pod.
 	Unschedulable string
+	// Region is the consistent-region progress the pod's process reported.
+	Region *v1alpha1.RegionProgress
 }
 
 // Observe derives the status fields from the pod of the current launch
@@ -55,7 +59,23 @@ func Observe(pe *v1alpha1.ProcessingElement, pod *corev1.Pod) Observed {
 		o.Connectivity = v1alpha1.ConnectivityConnected
 	}
 	o.Unschedulable = UnschedulableMessage(pod)
+	o.Region = RegionProgress(pod)
 	return o
+}
+
+// RegionProgress is the progress a PE process wrote on its pod, or nil when
+// it wrote none (or something unreadable: a process that cannot report is
+// treated as one that has not).
+func RegionProgress(pod *corev1.Pod) *v1alpha1.RegionProgress {
+	raw, ok := pod.Annotations[v1alpha1.AnnotationRegionProgress]
+	if !ok {
+		return nil
+	}
+	p := &v1alpha1.RegionProgress{}
+	if err := json.Unmarshal([]byte(raw), p); err != nil {
+		return nil
+	}
+	return p
 }
 
 // UnschedulableMessage is the scheduler's reason for not placing a pod, or "".
@@ -160,9 +180,11 @@ func SetStatus(o Observed, generation int64, now time.Time) coordinator.Command[
 		Apply: func(pe *v1alpha1.ProcessingElement) bool {
 			s := &pe.Status
 			changed := s.PodLaunch != o.Launch || s.PodName != o.PodName || s.PodPhase != o.Phase ||
-				s.NodeName != o.Node || s.Connectivity != o.Connectivity || s.ObservedGeneration != generation
+				s.NodeName != o.Node || s.Connectivity != o.Connectivity || s.ObservedGeneration != generation ||
+				!equality.Semantic.DeepEqual(s.Region, o.Region)
 			s.PodLaunch, s.PodName, s.PodPhase, s.NodeName, s.Connectivity, s.ObservedGeneration =
 				o.Launch, o.PodName, o.Phase, o.Node, o.Connectivity, generation
+			s.Region = o.Region.DeepCopy()
 			cond := metav1.Condition{Type: "Connected", Status: metav1.ConditionFalse, Reason: string(o.Connectivity),
 				ObservedGeneration: generation, Message: "pod " + o.PodName}
 			if o.Connectivity == v1alpha1.ConnectivityConnected {

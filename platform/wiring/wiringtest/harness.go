@@ -340,7 +340,7 @@ func (h *Harness) Restart(tb testing.TB) {
 	h.queue, h.queued, h.delayed = nil, map[item]bool{}, map[item]time.Time{}
 	ctx := context.Background()
 	lists := []client.ObjectList{&v1alpha1.JobList{}, &v1alpha1.ProcessingElementList{}, &v1alpha1.HostPoolList{},
-		&corev1.ConfigMapList{}, &corev1.PodList{}, &corev1.ServiceList{}}
+		&corev1.ConfigMapList{}, &corev1.PodList{}, &corev1.ServiceList{}, &v1alpha1.ConsistentRegionList{}}
 	for _, l := range lists {
 		if err := h.Client.List(ctx, l); err != nil {
 			tb.Fatal(err)
