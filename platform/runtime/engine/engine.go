@@ -274,7 +274,7 @@ func New(opts Options) (*Engine, error) {
 		ins = append(ins, transport.Input{Port: in.Port, Streams: in.Streams})
 	}
 	e.server = transport.NewServer(transport.ServerConfig{Inputs: ins, Host: opts.ListenHost, Base: opts.ListenBase,
-		Deliver: e, Metrics: e.m, Log: e.log})
+		Deliver: e, Metrics: e.m, Log: e.log, AnyEpoch: e.rg == nil})
 	if e.rg != nil {
 		// RestoreSeq 0 restores these: the operators' state as built.
 		init, err := e.snapshotAll()

@@ -25,8 +25,8 @@ type Input struct {
 }
 
 // Link names the connection something arrived on: the PE input port, the
-// stream, and the epoch the connection was accepted at. A receiver that
-// changes epoch drops what still arrives from an older link.
+// stream, and the input's epoch when the connection was accepted. A
+// receiver that changes epoch drops what still arrives from an older link.
 type Link struct {
 	Port   int32
 	Stream int32
@@ -60,6 +60,10 @@ type ServerConfig struct {
 	// Epoch is the consistent-region epoch the inputs start at (0 outside
 	// a region); only connections announcing it are accepted.
 	Epoch uint64
+	// AnyEpoch accepts connections of every epoch (a PE outside any region
+	// fed by a stream that leaves one); what arrives is delivered as of
+	// the server's epoch.
+	AnyEpoch bool
 }
 
 // Server accepts the connections of a PE's incoming streams.
@@ -244,7 +248,7 @@ func (s *Server) serve(c net.Conn, in Input) {
 		status = wire.StatusBadVersion
 	case !slices.Contains(in.Streams, h.Stream):
 		status = wire.StatusUnknownStream
-	case h.Epoch != s.epoch:
+	case h.Epoch != s.epoch && !s.cfg.AnyEpoch:
 		status = wire.StatusWrongEpoch
 	default:
 		// A new connection for a stream replaces the old one: the upstream
@@ -283,7 +287,7 @@ func (s *Server) serve(c net.Conn, in Input) {
 	}
 	c.SetDeadline(time.Time{})
 	s.cfg.Log.Info("stream connected", "port", in.Port, "stream", h.Stream, "from", h.PE, "epoch", h.Epoch)
-	link := Link{Port: in.Port, Stream: h.Stream, Epoch: h.Epoch}
+	link := Link{Port: in.Port, Stream: h.Stream, Epoch: epoch}
 
 	p := strconv.Itoa(int(in.Port))
 	tuplesIn, bytesIn := s.cfg.Metrics.TuplesIn.WithLabelValues(p), s.cfg.Metrics.BytesIn.WithLabelValues(p)

@@ -317,3 +317,28 @@ func TestInterruptReleasesBlockedAdd(t *testing.T) {
 		t.Fatal("Add still blocked after Reset")
 	}
 }
+
+// An input outside any region takes a stream that leaves a region,
+// whatever epoch its writer announces.
+func TestAnyEpochInput(t *testing.T) {
+	host, port := freeAddr(t)
+	rec := &recorder{}
+	s := NewServer(ServerConfig{Inputs: []Input{{Port: 0, Streams: []int32{1}}}, Host: host, Base: port, Deliver: rec, AnyEpoch: true})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := NewWriter(WriterConfig{Stream: 1, Addr: func() string { return net.JoinHostPort(host, itoa(port)) }, Epoch: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	w.Add(&wire.Tuple{Seq: 1})
+	w.Flush()
+	w.Reset(6)
+	w.Add(&wire.Tuple{Seq: 2})
+	w.Final()
+	waitFor(t, "final", func() bool { _, f := rec.count(); return f == 1 })
+	if got := rec.log(); !slices.Equal(got[len(got)-2:], []string{"t2@0", "final@0"}) {
+		t.Fatalf("got %v", got)
+	}
+}
