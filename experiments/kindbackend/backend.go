@@ -179,10 +179,19 @@ func (b *Backend) runPlatform(ctx context.Context, t spec.Trial, ns string, stop
 		return nil, fmt.Errorf("creating Job: %w", err)
 	}
 	// Wait for Submitted (or failure, or the trial's timeout).
+	needAnchor := len(sc.Faults) > 0 || sc.Observe == 0
+	relaunchCompleted := job.Spec.PE.EffectiveRestartPolicy().RestartCompleted
 	for {
 		sub, failed := rec.state()
 		if !sub.IsZero() || failed {
 			break
+		}
+		if p := completedPod(rec.livePods(), job.Name); p != nil && needAnchor && !relaunchCompleted {
+			// Give up at once rather than at the timeout: a completed PE
+			// is not relaunched under this policy, so the Job cannot
+			// become Submitted.
+			return nil, fmt.Errorf("pod %s ended Succeeded before the Job was Submitted and restartCompleted=false: "+
+				"the Job cannot become Submitted (%s)", p.Name, lastTermination(p))
 		}
 		select {
 		case <-rec.changed:
@@ -251,6 +260,26 @@ func (b *Backend) runPlatform(ctx context.Context, t spec.Trial, ns string, stop
 	tr := &metrics.Trace{Namespace: ns, Job: job.Name, Events: rec.snapshot(), Actions: actions,
 		Samples: smp.samples(), End: b.clk.Now()}
 	return tr.Compute(sc.Metrics)
+}
+
+// completedPod is a pod of the Job that ended with success, or nil.
+func completedPod(pods []*corev1.Pod, job string) *corev1.Pod {
+	for _, p := range pods {
+		if p.Labels[v1alpha1.LabelJob] == job && p.Status.Phase == corev1.PodSucceeded {
+			return p
+		}
+	}
+	return nil
+}
+
+// lastTermination describes how a pod's container ended.
+func lastTermination(p *corev1.Pod) string {
+	for _, c := range p.Status.ContainerStatuses {
+		if t := c.State.Terminated; t != nil {
+			return fmt.Sprintf("container %s exit %d %s at %s", c.Name, t.ExitCode, t.Reason, t.FinishedAt.UTC().Format(time.TimeOnly))
+		}
+	}
+	return "no termination recorded"
 }
 
 func needsWindow(names []string) bool {

@@ -12,6 +12,7 @@ import (
 
 	"sluice.dev/sluice/experiments/metrics"
 	"sluice.dev/sluice/experiments/spec"
+	"sluice.dev/sluice/platform/api/v1alpha1"
 )
 
 func TestSurplusWorkers(t *testing.T) {
@@ -108,5 +109,21 @@ func TestNameWithDelay(t *testing.T) {
 	}
 	if n := (&Backend{Mode: Baseline, NodeDelay: time.Millisecond}).Name(); n != "kind-baseline" {
 		t.Errorf("baseline named %q", n)
+	}
+}
+
+func TestCompletedPod(t *testing.T) {
+	mk := func(name, job string, phase corev1.PodPhase) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.LabelJob: job}}}
+		p.Status.Phase = phase
+		return p
+	}
+	pods := []*corev1.Pod{mk("a", "j", corev1.PodRunning), mk("b", "other", corev1.PodSucceeded), mk("c", "j", corev1.PodFailed)}
+	if p := completedPod(pods, "j"); p != nil {
+		t.Errorf("completedPod = %s; no pod of j succeeded", p.Name)
+	}
+	pods = append(pods, mk("d", "j", corev1.PodSucceeded))
+	if p := completedPod(pods, "j"); p == nil || p.Name != "d" {
+		t.Errorf("completedPod = %v, want d", p)
 	}
 }

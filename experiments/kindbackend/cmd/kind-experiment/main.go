@@ -116,12 +116,18 @@ func run() error {
 	start := time.Now()
 	rows := map[string][]results.Row{}
 	fails := map[string][]results.Failure{}
+	interrupted := false
+trials:
 	for i, t := range trials {
 		t.Index, t.Total = i, len(trials)
 		for _, b := range backends {
 			r, err := b.Run(ctx, t)
 			if ctx.Err() != nil {
-				return ctx.Err()
+				// Keep the trials already done; the interrupted one is
+				// listed as failed.
+				interrupted = true
+				fails[b.Name()] = append(fails[b.Name()], results.Failure{Params: t.Point.String(), Repetition: t.Repetition, Seed: t.Seed, Error: "interrupted"})
+				break trials
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s: trial %s failed: %v\n", b.Name(), t, err)
@@ -137,7 +143,7 @@ func run() error {
 		}
 	}
 	end := time.Now()
-	commit, dirty := results.GitCommit(ctx, repo)
+	commit, dirty := results.GitCommit(context.WithoutCancel(ctx), repo)
 	params, _ := json.Marshal(def.Sweep)
 	for _, b := range backends {
 		file := b.Name()
@@ -159,6 +165,9 @@ func run() error {
 		fmt.Printf("%s [%s]: %d rows -> %s (%d failed trials)\n", def.Name, b.Name(), len(rows[b.Name()]), csvPath, len(fails[b.Name()]))
 	}
 	summarize(backends[0].Name(), rows)
+	if interrupted {
+		return fmt.Errorf("interrupted: rows of the finished trials written")
+	}
 	return nil
 }
 
