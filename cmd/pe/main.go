@@ -34,7 +34,7 @@ import (
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   pe run   --config FILE --ports FILE [--listen-host H] [--listen-base N] [--health-addr ADDR]
-           [--resolve service|local:FILE|local:pe=port,...] [--summary FILE] [--grace D]
+           [--resolve service|local:FILE|local:pe=port,...] [--summary FILE] [--grace D] [--region-dir DIR]
   pe local --job FILE [--dir DIR] [--base-port N] [--duration D]
   pe bench [--quick]`)
 	os.Exit(2)
@@ -73,6 +73,7 @@ func runCmd(args []string) error {
 	grace := fs.Duration("grace", 8*time.Second, "time allowed for a graceful stop on SIGTERM")
 	batch := fs.Int("batch-bytes", 64<<10, "frame size at which a batch is sent")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	regionDir := fs.String("region-dir", "", "local mode: directory of the consistent-region files (region-<name>.json, progress-<pe>.json); empty: watch the ConsistentRegion in the cluster")
 	fs.Parse(args)
 
 	var lv slog.Level
@@ -107,6 +108,22 @@ func runCmd(args []string) error {
 	if pod := os.Getenv("POD_NAME"); pod != "" {
 		log = log.With("pod", pod)
 	}
+	ctl, err := regionControl(pe, *regionDir, ns, 0, log)
+	if err != nil {
+		return err
+	}
+	var store engine.CheckpointStore
+	if ctl != nil {
+		st, err := openStore(pe.Store)
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			return fmt.Errorf("PE %s is in region %s but has no checkpoint store", pe.Name, pe.Region.Name)
+		}
+		store = st
+		log.Info("consistent region", "region", pe.Region.Name, "resource", pe.Region.Resource, "store", pe.Store.Type, "local", *regionDir != "")
+	}
 	m := metrics.New()
 	epoch := uint32(time.Now().UnixNano()>>10) ^ uint32(os.Getpid())<<20
 	var e *engine.Engine
@@ -119,7 +136,7 @@ func runCmd(args []string) error {
 		}
 	}
 	e, err = engine.New(engine.Options{PE: pe, Ports: ports, ListenHost: *host, ListenBase: *base, Resolve: res,
-		Metrics: m, Log: log, Epoch: epoch, BatchBytes: *batch, OnComplete: func() {
+		Metrics: m, Log: log, Epoch: epoch, BatchBytes: *batch, Region: ctl, Store: store, OnComplete: func() {
 			log.Info("all sinks complete")
 			writeSummary()
 		}})

@@ -128,8 +128,9 @@ type Cluster struct {
 	cfg  Config
 	Plan *app.Plan
 	PEs  []*PE
-	// Regions are the Job's consistent regions.
-	Regions []RegionPlan
+	// Regions are the Job's consistent regions, as app.Build derives them
+	// for the operator.
+	Regions []app.RegionPlan
 	byName  map[string]*PE
 	http    *http.Client
 
@@ -168,29 +169,20 @@ func New(cfg Config) (*Cluster, error) {
 		stride = max(stride, len(pe.Config.Inputs))
 	}
 	c := &Cluster{cfg: cfg, Plan: plan, byName: map[string]*PE{}, http: &http.Client{Timeout: 2 * time.Second}}
-	c.Regions = RegionPlans(cfg.Job.Name, &cfg.Job.Spec, plan)
-	regionOf := map[string]RegionPlan{}
+	c.Regions = plan.Regions
 	for _, r := range c.Regions {
-		for _, pe := range r.Spec.PEs {
-			regionOf[pe] = r
-		}
 		// A region file of an earlier run in the same directory would
 		// command the new PEs before the supervisor's first write.
-		os.Remove(regionctl.RegionFile(cfg.Dir, r.Name))
-	}
-	store := &peconfig.Store{Type: string(v1alpha1.StoreFilesystem), Path: cfg.StorePath}
-	if cfg.JobStore {
-		store = storeConfig(cfg.Job.Spec.CheckpointStore)
+		os.Remove(regionctl.RegionFile(cfg.Dir, r.Spec.Region))
 	}
 	rf := ResolveFile{PEs: map[string]Endpoint{}}
 	n := len(plan.PEs)
 	for i := range plan.PEs {
 		pe := &plan.PEs[i]
-		if r, ok := regionOf[pe.Name]; ok {
-			if pe.Config.Region == nil {
-				pe.Config.Region = &peconfig.Region{Name: r.Name, Resource: r.Resource, Trigger: r.Spec.Trigger}
+		if pe.Config.Region != nil {
+			if !cfg.JobStore {
+				pe.Config.Store = &peconfig.Store{Type: string(v1alpha1.StoreFilesystem), Path: cfg.StorePath}
 			}
-			pe.Config.Store = store
 			os.Remove(regionctl.ProgressFile(cfg.Dir, pe.Name))
 		}
 		p := &PE{Name: pe.Name, Dir: filepath.Join(cfg.Dir, pe.Name), Endpoint: Endpoint{
@@ -535,8 +527,8 @@ func (c *Cluster) Status() string {
 	}
 	line := fmt.Sprintf("ready %d/%d PEs, sinks: %d tuples, %d gaps, %d duplicates", ready, len(c.PEs), tuples, gaps, dups)
 	for _, r := range c.Regions {
-		if st, ok := c.RegionStatus(r.Name); ok {
-			line += fmt.Sprintf("; region %s %s epoch %d checkpoint %d resets %d", r.Name, orInit(st.State), st.Epoch, st.LastCompletedSeq, st.Resets)
+		if st, ok := c.RegionStatus(r.Spec.Region); ok {
+			line += fmt.Sprintf("; region %s %s epoch %d checkpoint %d resets %d", r.Spec.Region, orInit(st.State), st.Epoch, st.LastCompletedSeq, st.Resets)
 		}
 	}
 	return line

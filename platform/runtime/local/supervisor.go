@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/app"
 	"sluice.dev/sluice/platform/region"
 	"sluice.dev/sluice/platform/runtime/regionctl"
 )
@@ -40,7 +41,8 @@ type supervisor struct {
 
 // regionRun is one region's status and history in the supervisor.
 type regionRun struct {
-	plan   RegionPlan
+	plan   app.RegionPlan
+	name   string
 	path   string
 	status v1alpha1.ConsistentRegionStatus
 	// resets are the durations of completed resets, in order; the first
@@ -56,7 +58,7 @@ func newSupervisor(c *Cluster, log io.Writer) *supervisor {
 	s := &supervisor{c: c, log: log, start: time.Now(), http: &http.Client{Timeout: 250 * time.Millisecond},
 		done: make(chan struct{}), deadAt: map[string]time.Time{}, restarts: map[string]int{}}
 	for _, rp := range c.Regions {
-		s.regions = append(s.regions, &regionRun{plan: rp, path: regionctl.RegionFile(c.cfg.Dir, rp.Name)})
+		s.regions = append(s.regions, &regionRun{plan: rp, name: rp.Spec.Region, path: regionctl.RegionFile(c.cfg.Dir, rp.Spec.Region)})
 	}
 	return s
 }
@@ -159,7 +161,7 @@ func (s *supervisor) step(r *regionRun, now time.Time) time.Duration {
 		return d.RequeueAfter
 	}
 	if err := regionctl.WriteJSONAtomic(r.path, d.Status); err != nil {
-		s.logf("region %s: writing %s: %v", r.plan.Name, r.path, err)
+		s.logf("region %s: writing %s: %v", r.name, r.path, err)
 		return s.c.cfg.SupervisePoll
 	}
 	old, st := obs.Status, d.Status
@@ -173,10 +175,10 @@ func (s *supervisor) step(r *regionRun, now time.Time) time.Duration {
 	}
 	s.mu.Unlock()
 	if d.Event != nil {
-		s.logf("region %s: %s: %s", r.plan.Name, d.Event.Reason, d.Event.Message)
+		s.logf("region %s: %s: %s", r.name, d.Event.Reason, d.Event.Message)
 	}
-	if old.State != st.State {
-		s.logf("region %s: %s -> %s (epoch %d, checkpoint %d%s)", r.plan.Name, orInit(old.State), st.State,
+	if orInit(old.State) != st.State {
+		s.logf("region %s: %s -> %s (epoch %d, checkpoint %d%s)", r.name, orInit(old.State), st.State,
 			st.Epoch, st.LastCompletedSeq, transitionDetail(old, st))
 	}
 	return d.RequeueAfter
@@ -205,7 +207,7 @@ func transitionDetail(old, st v1alpha1.ConsistentRegionStatus) string {
 
 func (s *supervisor) region(name string) *regionRun {
 	for _, r := range s.regions {
-		if r.plan.Name == name {
+		if r.name == name {
 			return r
 		}
 	}

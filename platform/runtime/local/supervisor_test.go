@@ -135,7 +135,7 @@ func TestRegionPlansApplyAPIDefaults(t *testing.T) {
 	if len(s.PEs) != len(c.PEs) {
 		t.Fatalf("region PEs %v, plan PEs %d", s.PEs, len(c.PEs))
 	}
-	if c.Regions[0].Resource != "pipeline-main" {
+	if c.Regions[0].Resource != "pipeline-main" || c.Regions[0].Spec.Region != "main" {
 		t.Fatalf("resource %q", c.Regions[0].Resource)
 	}
 	for _, p := range c.PEs {
