@@ -98,6 +98,11 @@ type Watcher struct {
 	shared  bool // deliver the stored object itself, not a copy
 	stopped bool
 	kind    *kindStore // nil for WatchAll
+	// seq orders watchers by registration: deliveries of one change are
+	// scheduled in this order whichever list a watcher is kept in.
+	seq uint64
+	// node, if set, narrows a Pod watch to pods bound to that node.
+	node string
 }
 
 // Stop ends the watch.
@@ -114,6 +119,9 @@ type kindStore struct {
 	generation bool
 	objs       map[types.NamespacedName]client.Object
 	watchers   []*Watcher
+	// nodeWatchers holds the Pod watches narrowed to one node, by node
+	// name: a kubelet per node must not be handed every pod of the cluster.
+	nodeWatchers map[string][]*Watcher
 	// visible is when the last write of each object becomes visible; it
 	// outlives the object briefly so that a re-created object is not seen
 	// before its predecessor's deletion.
@@ -136,6 +144,7 @@ type Server struct {
 	byType     map[reflect.Type]*kindStore
 	byListType map[reflect.Type]*kindStore
 	all        []*Watcher
+	watchSeq   uint64
 
 	stats Stats
 
@@ -277,15 +286,36 @@ func (s *Server) Watch(prototype client.Object, h func(ev WatchEvent)) *Watcher 
 	if err != nil {
 		panic(fmt.Sprintf("apiserver.Watch: %v", err))
 	}
-	w := &Watcher{h: h, kind: ks}
+	s.watchSeq++
+	w := &Watcher{h: h, kind: ks, seq: s.watchSeq}
 	ks.watchers = append(ks.watchers, w)
+	return w
+}
+
+// WatchPodsOn is Watch of Pods narrowed to those whose spec.nodeName is
+// node after the change (for Deleted, in their last state): the kubelet's
+// field-selected watch. Event types are not translated (a pod being bound
+// arrives as Modified), which is what a Pod watch filtered by the handler
+// would see; only pods of other nodes are left out, at no cost per node.
+func (s *Server) WatchPodsOn(node string, h func(ev WatchEvent)) *Watcher {
+	ks, err := s.kindOf(&corev1.Pod{})
+	if err != nil {
+		panic(fmt.Sprintf("apiserver.WatchPodsOn: %v", err))
+	}
+	s.watchSeq++
+	w := &Watcher{h: h, kind: ks, seq: s.watchSeq, node: node}
+	if ks.nodeWatchers == nil {
+		ks.nodeWatchers = map[string][]*Watcher{}
+	}
+	ks.nodeWatchers[node] = append(ks.nodeWatchers[node], w)
 	return w
 }
 
 // WatchAll registers h for changes of every kind (the garbage collector's
 // view).
 func (s *Server) WatchAll(h func(ev WatchEvent)) *Watcher {
-	w := &Watcher{h: h}
+	s.watchSeq++
+	w := &Watcher{h: h, seq: s.watchSeq}
 	s.all = append(s.all, w)
 	return w
 }
@@ -295,7 +325,8 @@ func (s *Server) WatchAll(h func(ev WatchEvent)) *Watcher {
 // anything it points to. For metadata-only observers such as the garbage
 // collector, which see every write of every kind.
 func (s *Server) WatchAllShared(h func(ev WatchEvent)) *Watcher {
-	w := &Watcher{h: h, shared: true}
+	s.watchSeq++
+	w := &Watcher{h: h, shared: true, seq: s.watchSeq}
 	s.all = append(s.all, w)
 	return w
 }
@@ -365,7 +396,23 @@ func (s *Server) commit(ks *kindStore, typ watch.EventType, obj client.Object, v
 			w.h(WatchEvent{Type: typ, Object: o, GVK: ks.gvk, ResourceVersion: rev})
 		})
 	}
-	for _, w := range ks.watchers {
+	var byNode []*Watcher
+	var node string
+	if len(ks.nodeWatchers) > 0 {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			node = pod.Spec.NodeName
+			byNode = ks.nodeWatchers[node]
+		}
+	}
+	// Kind watchers and this node's watchers, merged in registration order.
+	ws := ks.watchers
+	for len(ws) > 0 || len(byNode) > 0 {
+		var w *Watcher
+		if len(byNode) == 0 || (len(ws) > 0 && ws[0].seq < byNode[0].seq) {
+			w, ws = ws[0], ws[1:]
+		} else {
+			w, byNode = byNode[0], byNode[1:]
+		}
 		if !w.stopped {
 			deliver(w)
 		}
@@ -376,6 +423,13 @@ func (s *Server) commit(ks *kindStore, typ watch.EventType, obj client.Object, v
 		}
 	}
 	s.pruneWatchers(ks)
+	if nw, ok := ks.nodeWatchers[node]; ok {
+		if nw = dropStopped(nw); len(nw) == 0 {
+			delete(ks.nodeWatchers, node)
+		} else {
+			ks.nodeWatchers[node] = nw
+		}
+	}
 }
 
 // pruneVisible forgets visibility times that are past: a new write is never

@@ -630,3 +630,37 @@ func TestParamsValidation(t *testing.T) {
 		t.Fatalf("override: %+v %v", p, err)
 	}
 }
+
+// A node-narrowed Pod watch sees exactly the changes of pods bound to its
+// node (binding, updates, deletion), and all watchers of one change are
+// called in the order they were registered.
+func TestWatchPodsOn(t *testing.T) {
+	e, s := newServer(t)
+	c := s.Client("test")
+	var calls []string
+	s.Watch(&corev1.Pod{}, func(ev WatchEvent) { calls = append(calls, "all:"+ev.Object.GetName()+":"+string(ev.Type)) })
+	s.WatchPodsOn("n1", func(ev WatchEvent) { calls = append(calls, "n1:"+ev.Object.GetName()+":"+string(ev.Type)) })
+	s.Watch(&corev1.Pod{}, func(ev WatchEvent) { calls = append(calls, "all2:"+ev.Object.GetName()) })
+	s.WatchPodsOn("n2", func(ev WatchEvent) { calls = append(calls, "n2:"+ev.Object.GetName()) })
+	for _, name := range []string{"a", "b"} {
+		if err := c.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.RunUntil(time.Second)
+	a := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}}
+	if err := c.SubResource("binding").Create(ctx, a, &corev1.Binding{Target: corev1.ObjectReference{Name: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.RunUntil(2 * time.Second)
+	if err := c.Delete(ctx, a, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	e.RunUntil(3 * time.Second)
+	want := []string{"all:a:ADDED", "all2:a", "all:b:ADDED", "all2:b",
+		"all:a:MODIFIED", "n1:a:MODIFIED", "all2:a",
+		"all:a:DELETED", "n1:a:DELETED", "all2:a"}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Fatalf("deliveries\n got %v\nwant %v", calls, want)
+	}
+}

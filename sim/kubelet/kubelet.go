@@ -150,11 +150,9 @@ func New(api *apiserver.Server, p Params, cfg Config) *Kubelet {
 		k.images[im] = true
 	}
 	k.plegPhase = time.Duration(k.e.Rand().Float64() * float64(p.PLEGRelistPeriod.D()))
-	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
-		pod := ev.Object.(*corev1.Pod)
-		if pod.Spec.NodeName == k.node {
-			k.onPod(ev.Type, pod)
-		}
+	// Only this node's pods, as the kubelet's spec.nodeName field selector.
+	api.WatchPodsOn(cfg.Node, func(ev apiserver.WatchEvent) {
+		k.onPod(ev.Type, ev.Object.(*corev1.Pod))
 	})
 	return k
 }

@@ -44,35 +44,7 @@ func unresolvable(reason string) *Status { return &Status{Reasons: []string{reas
 // rejects the node, as the framework does. nil means the pod fits. all is the
 // whole cluster, for inter-pod affinity.
 func Filter(pod *corev1.Pod, n *NodeInfo, all []*NodeInfo) *Status {
-	node := n.Node
-	// NodeUnschedulable
-	if node.Spec.Unschedulable && !tolerates(pod.Spec.Tolerations, &corev1.Taint{Key: TaintUnschedulable, Effect: corev1.TaintEffectNoSchedule}) {
-		return unresolvable(ReasonUnschedulable)
-	}
-	// NodeName
-	if pod.Spec.NodeName != "" && pod.Spec.NodeName != node.Name {
-		return unresolvable(ReasonNodeName)
-	}
-	// TaintToleration: NoSchedule and NoExecute taints must be tolerated.
-	for i := range node.Spec.Taints {
-		t := &node.Spec.Taints[i]
-		if t.Effect != corev1.TaintEffectNoSchedule && t.Effect != corev1.TaintEffectNoExecute {
-			continue
-		}
-		if !tolerates(pod.Spec.Tolerations, t) {
-			return unresolvable(fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value))
-		}
-	}
-	// NodeAffinity: nodeSelector and required node affinity.
-	if !MatchesNodeSelectorAndAffinity(pod, node) {
-		return unresolvable(ReasonNodeAffinity)
-	}
-	// NodeResourcesFit: every shortage is a reason of its own.
-	if s := fitResources(pod, n); s != nil {
-		return s
-	}
-	// InterPodAffinity
-	return filterInterPodAffinity(pod, n, all)
+	return newCycleState(pod, all, scanAnti(all)).filter(n)
 }
 
 func tolerates(tols []corev1.Toleration, t *corev1.Taint) bool {
@@ -84,10 +56,7 @@ func tolerates(tols []corev1.Toleration, t *corev1.Taint) bool {
 	return false
 }
 
-func fitResources(pod *corev1.Pod, n *NodeInfo) *Status {
-	req := PodRequests(pod)
-	used := n.Requested()
-	alloc := Allocatable(n.Node)
+func fitResources(req, used, alloc Resources) *Status {
 	var reasons []string
 	if used.Pods+1 > alloc.Pods {
 		reasons = append(reasons, ReasonTooManyPods)
@@ -112,6 +81,10 @@ func MatchesNodeSelectorAndAffinity(pod *corev1.Pod, node *corev1.Node) bool {
 	if len(pod.Spec.NodeSelector) > 0 && !labels.SelectorFromSet(pod.Spec.NodeSelector).Matches(labels.Set(node.Labels)) {
 		return false
 	}
+	return matchesRequiredNodeAffinity(pod, node)
+}
+
+func matchesRequiredNodeAffinity(pod *corev1.Pod, node *corev1.Node) bool {
 	a := pod.Spec.Affinity
 	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
 		return true
@@ -185,6 +158,17 @@ func contains(vs []string, v string) bool {
 // the writer's namespace; an empty namespaceSelector means every namespace
 // (namespace labels are not modelled beyond that).
 func termMatches(term *corev1.PodAffinityTerm, ns string, p *corev1.Pod) bool {
+	if !termNamespaceMatches(term, ns, p) || term.LabelSelector == nil {
+		return false
+	}
+	sel, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
+	if err != nil {
+		return false
+	}
+	return sel.Matches(labels.Set(p.Labels))
+}
+
+func termNamespaceMatches(term *corev1.PodAffinityTerm, ns string, p *corev1.Pod) bool {
 	switch {
 	case len(term.Namespaces) > 0:
 		if !contains(term.Namespaces, p.Namespace) {
@@ -198,14 +182,7 @@ func termMatches(term *corev1.PodAffinityTerm, ns string, p *corev1.Pod) bool {
 			return false
 		}
 	}
-	if term.LabelSelector == nil {
-		return false
-	}
-	sel, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
-	if err != nil {
-		return false
-	}
-	return sel.Matches(labels.Set(p.Labels))
+	return true
 }
 
 func sameDomain(a, b *corev1.Node, key string) bool {
@@ -226,69 +203,6 @@ func requiredAntiAffinity(pod *corev1.Pod) []corev1.PodAffinityTerm {
 		return nil
 	}
 	return pod.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
-}
-
-// filterInterPodAffinity checks, in the plugin's order, the existing pods'
-// anti-affinity, the pod's own affinity and its anti-affinity.
-func filterInterPodAffinity(pod *corev1.Pod, n *NodeInfo, all []*NodeInfo) *Status {
-	for _, other := range all {
-		for _, e := range other.Pods {
-			for _, term := range requiredAntiAffinity(e) {
-				if termMatches(&term, e.Namespace, pod) && sameDomain(other.Node, n.Node, term.TopologyKey) {
-					return &Status{Reasons: []string{ReasonExistingAntiAffinity}, Resolvable: true}
-				}
-			}
-		}
-	}
-	if terms := requiredAffinity(pod); len(terms) > 0 {
-		satisfied := true
-		anyMatch := false
-		for _, term := range terms {
-			found := false
-			for _, other := range all {
-				for _, e := range other.Pods {
-					if termMatches(&term, pod.Namespace, e) {
-						anyMatch = true
-						if sameDomain(other.Node, n.Node, term.TopologyKey) {
-							found = true
-						}
-					}
-				}
-			}
-			if !found {
-				satisfied = false
-			}
-		}
-		// The first pod of a group that selects itself may go anywhere its
-		// topology key exists; otherwise such a group could never start.
-		if !satisfied {
-			self := !anyMatch
-			for _, term := range terms {
-				if !termMatches(&term, pod.Namespace, pod) {
-					self = false
-				}
-				if _, ok := n.Node.Labels[term.TopologyKey]; !ok {
-					self = false
-				}
-			}
-			if !self {
-				return unresolvable(ReasonPodAffinity)
-			}
-		}
-	}
-	for _, term := range requiredAntiAffinity(pod) {
-		for _, other := range all {
-			if !sameDomain(other.Node, n.Node, term.TopologyKey) {
-				continue
-			}
-			for _, e := range other.Pods {
-				if termMatches(&term, pod.Namespace, e) {
-					return &Status{Reasons: []string{ReasonPodAntiAffinity}, Resolvable: true}
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // FitMessage is the PodScheduled=False message of a pod that fits nowhere,

@@ -81,10 +81,46 @@ func Allocatable(node *corev1.Node) Resources {
 type NodeInfo struct {
 	Node *corev1.Node
 	Pods []*corev1.Pod
+	// agg, kept by the Scheduler's cache, holds the sums below; nil on a
+	// NodeInfo built by hand.
+	agg *nodeAgg
+}
+
+// sub returns r-o.
+func (r Resources) sub(o Resources) Resources {
+	return Resources{r.MilliCPU - o.MilliCPU, r.Memory - o.Memory, r.Pods - o.Pods}
+}
+
+func (n *NodeInfo) allocatable() Resources {
+	if n.agg != nil {
+		return n.agg.alloc
+	}
+	return Allocatable(n.Node)
+}
+
+// groupCount is the number of the node's pods in pod's spread group (key
+// is groupKey(pod)).
+func (n *NodeInfo) groupCount(pod *corev1.Pod, key string) int64 {
+	if n.agg != nil {
+		if key == "" {
+			return 0
+		}
+		return n.agg.groups[key]
+	}
+	var c int64
+	for _, p := range n.Pods {
+		if sameGroup(pod, p) {
+			c++
+		}
+	}
+	return c
 }
 
 // Requested is the sum of the requests of the node's pods.
 func (n *NodeInfo) Requested() Resources {
+	if n.agg != nil {
+		return n.agg.requested
+	}
 	var r Resources
 	for _, p := range n.Pods {
 		r = r.Add(PodRequests(p))
@@ -93,6 +129,9 @@ func (n *NodeInfo) Requested() Resources {
 }
 
 func (n *NodeInfo) requestedNonZero() Resources {
+	if n.agg != nil {
+		return n.agg.nonZero
+	}
 	var r Resources
 	for _, p := range n.Pods {
 		r = r.Add(podRequestsNonZero(p))

@@ -61,13 +61,18 @@ type Scheduler struct {
 	c   client.Client
 	p   Params
 
-	nodes map[string]*corev1.Node
-	pods  map[types.NamespacedName]*corev1.Pod
-	// order holds the keys of pods, sorted by "namespace/name" as snapshot
-	// walks them; kept as pods come and go instead of sorted every cycle
-	// (a 10,000-PE Job schedules 10,000 pods against each other).
-	order   []orderedKey
+	nodes   map[string]*corev1.Node
+	pods    map[types.NamespacedName]*corev1.Pod
 	assumed map[types.NamespacedName]string
+
+	// The node view, kept as pods and nodes change (cache.go): NodeInfo by
+	// node name (also for names of unknown nodes that pods are bound to),
+	// where each pod counts, the pods with required anti-affinity, and the
+	// sorted list of known nodes' NodeInfos (nil when it must be rebuilt).
+	infos  map[string]*NodeInfo
+	placed map[types.NamespacedName]*placement
+	anti   map[types.NamespacedName]*placement
+	list   []*NodeInfo
 
 	q      map[types.NamespacedName]*queued
 	active []*queued
@@ -88,6 +93,9 @@ func New(api *apiserver.Server, p Params) *Scheduler {
 		nodes:   map[string]*corev1.Node{},
 		pods:    map[types.NamespacedName]*corev1.Pod{},
 		assumed: map[types.NamespacedName]string{},
+		infos:   map[string]*NodeInfo{},
+		placed:  map[types.NamespacedName]*placement{},
+		anti:    map[types.NamespacedName]*placement{},
 		q:       map[types.NamespacedName]*queued{},
 	}
 	ctx := context.Background()
@@ -95,6 +103,7 @@ func New(api *apiserver.Server, p Params) *Scheduler {
 	if err := s.c.List(ctx, &nl); err == nil {
 		for i := range nl.Items {
 			s.nodes[nl.Items[i].Name] = &nl.Items[i]
+			s.setNode(nl.Items[i].Name, &nl.Items[i])
 		}
 	}
 	var pl corev1.PodList
@@ -118,9 +127,11 @@ func (s *Scheduler) onNode(typ watch.EventType, n *corev1.Node) {
 	old := s.nodes[n.Name]
 	if typ == apiserver.Deleted {
 		delete(s.nodes, n.Name)
+		s.setNode(n.Name, nil)
 		return
 	}
 	s.nodes[n.Name] = n
+	s.setNode(n.Name, n)
 	// A new node, or one whose schedulability may have grown, can help
 	// pods that failed; a heartbeat-only update cannot.
 	if old == nil || nodeSchedulingChanged(old, n) {
@@ -159,55 +170,26 @@ func equalTaints(a, b []corev1.Taint) bool {
 	return true
 }
 
-type orderedKey struct {
-	key types.NamespacedName
-	str string
-}
-
-func (s *Scheduler) orderIndex(str string) int {
-	return sort.Search(len(s.order), func(i int) bool { return s.order[i].str >= str })
-}
-
-func (s *Scheduler) track(k types.NamespacedName) {
-	str := k.String()
-	i := s.orderIndex(str)
-	if i < len(s.order) && s.order[i].str == str {
-		return
-	}
-	s.order = append(s.order, orderedKey{})
-	copy(s.order[i+1:], s.order[i:])
-	s.order[i] = orderedKey{key: k, str: str}
-}
-
-func (s *Scheduler) untrack(k types.NamespacedName) {
-	str := k.String()
-	if i := s.orderIndex(str); i < len(s.order) && s.order[i].str == str {
-		s.order = append(s.order[:i], s.order[i+1:]...)
-	}
-}
-
 func (s *Scheduler) onPod(typ watch.EventType, p *corev1.Pod) {
 	k := client.ObjectKeyFromObject(p)
 	old := s.pods[k]
 	if typ == apiserver.Deleted {
-		if old != nil {
-			s.untrack(k)
-		}
 		delete(s.pods, k)
 		delete(s.assumed, k)
+		s.refresh(k)
 		s.dequeue(k)
 		if old != nil && old.Spec.NodeName != "" {
 			s.moveAllToActive()
 		}
 		return
 	}
-	if old == nil {
-		s.track(k)
-	}
 	s.pods[k] = p
 	if p.Spec.NodeName != "" {
 		// Bound: the assumption, if any, is confirmed.
 		delete(s.assumed, k)
+	}
+	s.refresh(k)
+	if p.Spec.NodeName != "" {
 		s.dequeue(k)
 		if old != nil && HoldsResources(old) && !HoldsResources(p) {
 			s.moveAllToActive() // a pod that ended frees its resources
@@ -319,44 +301,14 @@ func (s *Scheduler) priority(qi *queued) int32 {
 	return 0
 }
 
-// snapshot builds the per-node view: bound pods that hold resources plus
-// the pods this scheduler assumed but has not yet seen bound.
-func (s *Scheduler) snapshot() []*NodeInfo {
-	names := make([]string, 0, len(s.nodes))
-	for n := range s.nodes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	byName := map[string]*NodeInfo{}
-	out := make([]*NodeInfo, 0, len(names))
-	for _, n := range names {
-		ni := &NodeInfo{Node: s.nodes[n]}
-		byName[n] = ni
-		out = append(out, ni)
-	}
-	for _, ok := range s.order {
-		k := ok.key
-		p := s.pods[k]
-		node := p.Spec.NodeName
-		if a, ok := s.assumed[k]; ok {
-			p = p.DeepCopy()
-			p.Spec.NodeName = a
-			node = a
-		}
-		if ni := byName[node]; ni != nil && HoldsResources(p) {
-			ni.Pods = append(ni.Pods, p)
-		}
-	}
-	return out
-}
-
 func (s *Scheduler) cycle(qi *queued) {
 	pod := s.pods[qi.key]
 	if pod == nil || s.q[qi.key] != qi || pod.Spec.NodeName != "" {
 		return
 	}
 	qi.attempts++
-	d := Schedule(pod, s.snapshot(), s.p.Weights, s.e.Rand())
+	nodes := s.view()
+	d := schedule(newCycleState(pod, nodes, s.antiPods()), nodes, s.p.Weights, s.e.Rand())
 	ev := Event{At: s.e.Now(), Pod: qi.key, Node: d.Node, Message: d.Message, Attempt: qi.attempts}
 	s.events = append(s.events, ev)
 	if s.OnEvent != nil {
@@ -373,6 +325,7 @@ func (s *Scheduler) cycle(qi *queued) {
 	// Assume, then bind asynchronously, as the binding cycle does.
 	delete(s.q, qi.key)
 	s.assumed[qi.key] = d.Node
+	s.refresh(qi.key)
 	uid := pod.UID
 	s.e.After(s.p.BindLatency.D(), func() { s.bind(qi, uid, d.Node) })
 }
@@ -381,6 +334,7 @@ func (s *Scheduler) bind(qi *queued, uid types.UID, node string) {
 	pod := s.pods[qi.key]
 	if pod == nil || pod.UID != uid || s.assumed[qi.key] != node {
 		delete(s.assumed, qi.key)
+		s.refresh(qi.key)
 		return
 	}
 	b := &corev1.Binding{
@@ -391,6 +345,7 @@ func (s *Scheduler) bind(qi *queued, uid types.UID, node string) {
 		// Forget the assumption and try again after back-off, as the
 		// scheduler does when binding fails.
 		delete(s.assumed, qi.key)
+		s.refresh(qi.key)
 		if cur := s.pods[qi.key]; cur != nil && cur.UID == uid && cur.Spec.NodeName == "" && cur.DeletionTimestamp == nil {
 			qi.lastFailure = s.e.Now()
 			s.q[qi.key] = qi

@@ -24,14 +24,15 @@ const maxNodeScore = 100
 // scorer computes per-node plugin scores for one pod over the feasible nodes.
 // Each plugin yields 0..100 per node (normalised over the feasible nodes
 // where the real plugin normalises), then the weighted sum decides.
-func scoreNodes(pod *corev1.Pod, feasible []*NodeInfo, all []*NodeInfo, w Weights) []int64 {
+func scoreNodes(st *cycleState, feasible []*NodeInfo, all []*NodeInfo, w Weights) []int64 {
+	pod := st.pod
 	total := make([]int64, len(feasible))
 	add := func(weight int64, s []int64) {
 		for i := range s {
 			total[i] += weight * s[i]
 		}
 	}
-	req := podRequestsNonZero(pod)
+	req := st.nonZero
 	la := make([]int64, len(feasible))
 	ba := make([]int64, len(feasible))
 	for i, n := range feasible {
@@ -39,7 +40,7 @@ func scoreNodes(pod *corev1.Pod, feasible []*NodeInfo, all []*NodeInfo, w Weight
 	}
 	add(w.LeastAllocated, la)
 	add(w.BalancedAllocation, ba)
-	add(w.Spread, spreadScores(pod, feasible))
+	add(w.Spread, spreadScores(st, feasible))
 	add(w.NodeAffinity, normalise(preferredNodeAffinity(pod, feasible), false))
 	add(w.TaintToleration, normalise(intolerablePreferNoSchedule(pod, feasible), true))
 	add(w.InterPodPreferences, preferredPodAffinity(pod, feasible, all))
@@ -50,7 +51,7 @@ func scoreNodes(pod *corev1.Pod, feasible []*NodeInfo, all []*NodeInfo, w Weight
 // NodeResourcesBalancedAllocation's score for cpu and memory, with the
 // pod's requests added to the node's.
 func allocationScores(req Resources, n *NodeInfo) (least, balanced int64) {
-	alloc := Allocatable(n.Node)
+	alloc := n.allocatable()
 	used := n.requestedNonZero().Add(req)
 	frac := func(u, a int64) float64 {
 		if a == 0 {
@@ -76,15 +77,11 @@ func allocationScores(req Resources, n *NodeInfo) (least, balanced int64) {
 // in the same namespace. It stands in for the default topology spreading
 // over kubernetes.io/hostname (an approximation: the real plugin derives the
 // group from Services and workload selectors).
-func spreadScores(pod *corev1.Pod, feasible []*NodeInfo) []int64 {
+func spreadScores(st *cycleState, feasible []*NodeInfo) []int64 {
 	counts := make([]int64, len(feasible))
 	var maxCount int64
 	for i, n := range feasible {
-		for _, p := range n.Pods {
-			if sameGroup(pod, p) {
-				counts[i]++
-			}
-		}
+		counts[i] = n.groupCount(st.pod, st.group)
 		maxCount = max(maxCount, counts[i])
 	}
 	out := make([]int64, len(feasible))
@@ -146,29 +143,42 @@ func preferredPodAffinity(pod *corev1.Pod, feasible, all []*NodeInfo) []int64 {
 	if a == nil || (a.PodAffinity == nil && a.PodAntiAffinity == nil) {
 		return raw
 	}
-	count := func(term *corev1.PodAffinityTerm, node *corev1.Node) int64 {
-		var c int64
+	// Per term, the matching pods per domain, counted once.
+	perDomain := func(term *corev1.PodAffinityTerm) map[string]int64 {
+		m := newTermMatcher(term, pod.Namespace)
+		c := map[string]int64{}
 		for _, o := range all {
-			if !sameDomain(o.Node, node, term.TopologyKey) {
+			v, ok := o.Node.Labels[term.TopologyKey]
+			if !ok {
 				continue
 			}
 			for _, p := range o.Pods {
-				if termMatches(term, pod.Namespace, p) {
-					c++
+				if m.matches(p) {
+					c[v]++
 				}
 			}
 		}
 		return c
 	}
-	for i, n := range feasible {
-		if a.PodAffinity != nil {
-			for _, t := range a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
-				raw[i] += int64(t.Weight) * count(&t.PodAffinityTerm, n.Node)
+	count := func(c map[string]int64, key string, node *corev1.Node) int64 {
+		if v, ok := node.Labels[key]; ok {
+			return c[v]
+		}
+		return 0
+	}
+	if a.PodAffinity != nil {
+		for _, t := range a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			c := perDomain(&t.PodAffinityTerm)
+			for i, n := range feasible {
+				raw[i] += int64(t.Weight) * count(c, t.PodAffinityTerm.TopologyKey, n.Node)
 			}
 		}
-		if a.PodAntiAffinity != nil {
-			for _, t := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
-				raw[i] -= int64(t.Weight) * count(&t.PodAffinityTerm, n.Node)
+	}
+	if a.PodAntiAffinity != nil {
+		for _, t := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			c := perDomain(&t.PodAffinityTerm)
+			for i, n := range feasible {
+				raw[i] -= int64(t.Weight) * count(c, t.PodAffinityTerm.TopologyKey, n.Node)
 			}
 		}
 	}
@@ -221,10 +231,14 @@ type Decision struct {
 // node, score the feasible ones and pick the best, breaking ties at random
 // as selectHost does (uniformly among the best, by reservoir sampling).
 func Schedule(pod *corev1.Pod, nodes []*NodeInfo, w Weights, rnd *rand.Rand) Decision {
+	return schedule(newCycleState(pod, nodes, scanAnti(nodes)), nodes, w, rnd)
+}
+
+func schedule(st *cycleState, nodes []*NodeInfo, w Weights, rnd *rand.Rand) Decision {
 	d := Decision{Statuses: map[string]*Status{}}
 	var feasible []*NodeInfo
 	for _, n := range nodes {
-		if s := Filter(pod, n, nodes); s != nil {
+		if s := st.filter(n); s != nil {
 			d.Statuses[n.Node.Name] = s
 		} else {
 			feasible = append(feasible, n)
@@ -234,7 +248,7 @@ func Schedule(pod *corev1.Pod, nodes []*NodeInfo, w Weights, rnd *rand.Rand) Dec
 		d.Message = FitMessage(len(nodes), d.Statuses)
 		return d
 	}
-	scores := scoreNodes(pod, feasible, nodes, w)
+	scores := scoreNodes(st, feasible, nodes, w)
 	best, seen := 0, 0
 	for i := range feasible {
 		switch {
