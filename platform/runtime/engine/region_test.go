@@ -201,9 +201,9 @@ type harness struct {
 	now     time.Time
 	pes     map[string]*member
 	down    map[string]bool // PEs observed as disconnected in the next step
-	src     *v1alpha1.OperatorParams
-	agg     *v1alpha1.OperatorParams
-	trigger v1alpha1.RegionTrigger
+	sinkIdx int             // index in plan.PEs of the PE whose sink is checked
+	// want is the sink's result in a run without failures.
+	want operators.Summary
 }
 
 func regionJob(src, agg *v1alpha1.OperatorParams, trigger v1alpha1.RegionTrigger) *v1alpha1.JobSpec {
@@ -217,18 +217,32 @@ func regionJob(src, agg *v1alpha1.OperatorParams, trigger v1alpha1.RegionTrigger
 	return spec
 }
 
+// newHarness plans source -> aggregate -> sink, one PE each.
 func newHarness(t *testing.T, src, agg *v1alpha1.OperatorParams, trigger v1alpha1.RegionTrigger) *harness {
 	t.Helper()
-	plan, errs := app.Build("test", "job", regionJob(src, agg, trigger))
+	want := failureFree(t, src, agg)
+	if want.ValueSum != *src.Count/10*55 {
+		t.Fatalf("failure-free value sum %d", want.ValueSum)
+	}
+	h := newHarnessFor(t, regionJob(src, agg, trigger), 2, want)
+	if len(h.plan.PEs) != 3 {
+		t.Fatalf("plan has %d PEs", len(h.plan.PEs))
+	}
+	return h
+}
+
+func newHarnessFor(t *testing.T, job *v1alpha1.JobSpec, sinkIdx int, want operators.Summary) *harness {
+	t.Helper()
+	plan, errs := app.Build("test", "job", job)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	if len(plan.PEs) != 3 || len(plan.Regions) != 1 {
-		t.Fatalf("plan has %d PEs and %d regions", len(plan.PEs), len(plan.Regions))
+	if len(plan.Regions) != 1 {
+		t.Fatalf("plan has %d regions", len(plan.Regions))
 	}
 	h := &harness{t: t, plan: plan, bases: map[string]int{}, store: newFakeStore(), spec: plan.Regions[0].Spec,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), pes: map[string]*member{}, down: map[string]bool{},
-		src: src, agg: agg, trigger: trigger}
+		sinkIdx: sinkIdx, want: want}
 	h.spec.Period = metav1.Duration{Duration: time.Second}
 	h.spec.DrainTimeout = metav1.Duration{Duration: time.Hour}
 	h.spec.ResetTimeout = metav1.Duration{Duration: time.Hour}
@@ -344,7 +358,7 @@ func (h *harness) healthy(epoch, completed int64) func() bool {
 	}
 }
 
-func (h *harness) sinkPE() string { return h.plan.PEs[2].Name }
+func (h *harness) sinkPE() string { return h.plan.PEs[h.sinkIdx].Name }
 
 func (h *harness) sink() operators.Summary {
 	m := h.pes[h.sinkPE()]
@@ -425,15 +439,11 @@ func result(s operators.Summary) operators.Summary {
 
 func (h *harness) checkExactlyOnce(got operators.Summary) {
 	h.t.Helper()
-	want := failureFree(h.t, h.src, h.agg)
-	if d := cmp.Diff(result(want), result(got)); d != "" {
+	if d := cmp.Diff(result(h.want), result(got)); d != "" {
 		h.t.Fatalf("sink result differs from the failure-free run (-want +got):\n%s", d)
 	}
-	if got.Gaps != 0 || got.Duplicates != 0 || got.Restarts != 0 || !got.Complete {
+	if got.Gaps != 0 || got.Duplicates != 0 || got.Restarts != 0 || !got.Complete || got.Tuples == 0 {
 		h.t.Fatalf("sink %+v", got)
-	}
-	if want.ValueSum != *h.src.Count/10*55 {
-		h.t.Fatalf("failure-free value sum %d", want.ValueSum)
 	}
 }
 
@@ -541,34 +551,115 @@ func TestRegionResetDuringDrain(t *testing.T) {
 }
 
 // A PE process that dies is replaced by a fresh one, which reports epoch
-// 0 until the region resets; the result is still exactly once.
+// 0 until the region resets; the result is still exactly once, whichever
+// PE it was.
 func TestRegionKilledPERecovers(t *testing.T) {
-	src, agg := params()
-	h := newHarness(t, src, agg, v1alpha1.TriggerPeriodic)
+	for i, what := range []string{"source", "aggregate", "sink"} {
+		t.Run(what, func(t *testing.T) {
+			src, agg := params()
+			h := newHarness(t, src, agg, v1alpha1.TriggerPeriodic)
+			h.startAll()
+			h.until("healthy", h.healthy(1, 0))
+			h.until("sink receiving", func() bool { return h.sink().Tuples > 30 })
+			h.checkpoint()
+			ck := h.sinkAt(1)
+			h.until("tuples after the checkpoint", func() bool { return h.sink().Tuples > ck.Tuples+20 })
+
+			h.kill(h.plan.PEs[i].Name)
+			h.until("reset after the kill", func() bool { return h.st.State == v1alpha1.RegionResetting && h.st.Epoch == 2 })
+			m := h.launch(i)
+			h.wait("fresh process reports", func() bool { return m.ctrl.last() != nil })
+			time.Sleep(50 * time.Millisecond)
+			if rs := m.ctrl.all(); len(rs) != 1 || rs[0].Epoch != 0 || rs[0].Checkpointed != 0 || m.eng.Epoch() != 0 {
+				t.Fatalf("fresh process reported %+v before any command", rs)
+			}
+			m.ctrl.send(regionctl.FromStatus(&h.st))
+			// The fresh process applies epoch 2, or a later one if the
+			// coordinator saw it out of sync first; either way the region
+			// recovers from checkpoint 1.
+			h.until("healthy again", func() bool { return h.st.State == v1alpha1.RegionHealthy && h.st.Epoch >= 2 })
+			if h.st.LastCompletedSeq != 1 {
+				t.Fatalf("completed %d", h.st.LastCompletedSeq)
+			}
+			h.checkExactlyOnce(h.finish())
+		})
+	}
+}
+
+// Fan-in across PEs: an operator snapshots only when the marker has come
+// on each of its input streams. Two sources into a union, a filter (whose
+// owed skips are state), a sink: after a reset each origin is complete,
+// without gaps or duplicates.
+func TestRegionFanIn(t *testing.T) {
+	const n = 6000
+	ep := func(op string, port int32) v1alpha1.Endpoint { return v1alpha1.Endpoint{Operator: op, Port: port} }
+	srcA := &v1alpha1.OperatorParams{Count: i64(n), Rate: i64(8000), Keys: i64(5)}
+	srcB := &v1alpha1.OperatorParams{Count: i64(n), Rate: i64(6000), Keys: i64(9)}
+	job := &v1alpha1.JobSpec{Application: v1alpha1.Application{
+		Operators: []v1alpha1.Operator{
+			{Name: "a", Kind: "source", Params: srcA},
+			{Name: "b", Kind: "source", Params: srcB},
+			{Name: "u", Kind: "union"},
+			{Name: "f", Kind: "filter", Params: &v1alpha1.OperatorParams{KeepPercent: i32(30)}},
+			{Name: "sink", Kind: "sink"},
+		},
+		Streams: []v1alpha1.Stream{
+			{From: ep("a", 0), To: ep("u", 0)}, {From: ep("b", 0), To: ep("u", 1)},
+			{From: ep("u", 0), To: ep("f", 0)}, {From: ep("f", 0), To: ep("sink", 0)},
+		},
+		ConsistentRegions: []v1alpha1.ConsistentRegionDef{{Name: "main", Operators: []string{"a", "b", "u", "f", "sink"}}},
+	}, CheckpointStore: &v1alpha1.CheckpointStore{Type: v1alpha1.StoreFilesystem, Path: "/unused"}}
+	// Failure-free: each source through the filter into the sink.
+	sink := operators.NewSink("sink", operators.Env{})
+	f := operators.NewFilter(30, emitTo{sink})
+	for _, s := range []*operators.Source{
+		operators.NewSource("a", srcA, operators.Env{Out: emitTo{f}, Epoch: RegionTupleEpoch}),
+		operators.NewSource("b", srcB, operators.Env{Out: emitTo{f}, Epoch: RegionTupleEpoch}),
+	} {
+		s.Emit(n, 0)
+	}
+	sink.Finish()
+	want := sink.Summary()
+	// Origins are listed in arrival order, which interleaving decides.
+	sortOrigins := func(s operators.Summary) operators.Summary {
+		s.Origins = slices.Clone(s.Origins)
+		slices.SortFunc(s.Origins, func(x, y operators.OriginStats) int {
+			if x.ID < y.ID {
+				return -1
+			}
+			if x.ID > y.ID {
+				return 1
+			}
+			return 0
+		})
+		return s
+	}
+	sinkIdx := -1
+	h := newHarnessFor(t, job, 0, sortOrigins(want))
+	for i, pe := range h.plan.PEs {
+		if pe.Config.Operators[0].Name == "sink" {
+			sinkIdx = i
+		}
+		if pe.Config.Operators[0].Name == "u" && len(pe.Config.Inputs) != 2 {
+			t.Fatalf("union PE has %d inputs", len(pe.Config.Inputs))
+		}
+	}
+	h.sinkIdx = sinkIdx
 	h.startAll()
 	h.until("healthy", h.healthy(1, 0))
-	h.until("sink receiving", func() bool { return h.sink().Tuples > 30 })
+	h.until("sink receiving", func() bool { return h.sink().Tuples > 100 })
 	h.checkpoint()
 	ck := h.sinkAt(1)
-	h.until("tuples after the checkpoint", func() bool { return h.sink().Tuples > ck.Tuples+20 })
-
-	mid := h.plan.PEs[1].Name
-	h.kill(mid)
-	h.until("reset after the kill", func() bool { return h.st.State == v1alpha1.RegionResetting && h.st.Epoch == 2 })
-	m := h.launch(1)
-	h.wait("fresh process reports", func() bool { return m.ctrl.last() != nil })
-	time.Sleep(50 * time.Millisecond)
-	if rs := m.ctrl.all(); len(rs) != 1 || rs[0].Epoch != 0 || rs[0].Checkpointed != 0 || m.eng.Epoch() != 0 {
-		t.Fatalf("fresh process reported %+v before any command", rs)
+	h.until("tuples after the checkpoint", func() bool { return h.sink().Tuples > ck.Tuples+50 })
+	h.reset(h.sinkPE())
+	if s := h.sink(); s.Tuples != ck.Tuples || s.Digest != ck.Digest {
+		t.Fatalf("sink after reset %+v, checkpoint %+v", s, ck)
 	}
-	m.ctrl.send(regionctl.FromStatus(&h.st))
-	// The fresh process applies epoch 2, or a later one if the coordinator
-	// saw it out of sync first; either way the region recovers.
-	h.until("healthy again", func() bool { return h.st.State == v1alpha1.RegionHealthy && h.st.Epoch >= 2 })
-	if h.st.LastCompletedSeq != 1 {
-		t.Fatalf("completed %d", h.st.LastCompletedSeq)
+	got := sortOrigins(h.finish())
+	if len(got.Origins) != 2 || got.Skipped == 0 {
+		t.Fatalf("sink %+v", got)
 	}
-	h.checkExactlyOnce(h.finish())
+	h.checkExactlyOnce(got)
 }
 
 // The source finishes and the sink completes; a reset to a checkpoint
