@@ -136,3 +136,32 @@ func TestS3BadCredentials(t *testing.T) {
 	}
 	t.Logf("wrong secret: %v", err)
 }
+
+// Bodies above 16 MiB go up as a multipart upload; the object must still
+// read back whole and replace the previous one.
+func TestS3MultipartBody(t *testing.T) {
+	srv := miniotest.Start(t)
+	s, err := checkpoint.Open(s3Config(t, srv, "multipart", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	k := checkpoint.Key{Namespace: "ns", Job: "j", Region: "r", PE: "p", Seq: 1}
+	big := make([]byte, 17<<20+3)
+	for i := range big {
+		big[i] = byte(i * 7 / 5)
+	}
+	if err := s.Put(ctx, k, []byte("small first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, k, big); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatalf("Get returned %d bytes, want the %d put", len(got), len(big))
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // Server is a running MinIO process.
@@ -126,7 +128,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 		cancel() // kills the process
 		<-exited
 	}
-	if err := waitReady(s.Endpoint, exited); err != nil {
+	if err := waitReady(s, exited); err != nil {
 		stop()
 		return nil, fmt.Errorf("%w; server output:\n%s", err, out.String())
 	}
@@ -143,26 +145,32 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func waitReady(endpoint string, exited <-chan struct{}) error {
-	url := "http://" + endpoint + "/minio/health/ready"
-	client := &http.Client{Timeout: 2 * time.Second}
+// waitReady waits until an authenticated S3 request succeeds: MinIO's
+// health endpoints answer before IAM is initialized, and requests in that
+// window fail with "Server not initialized yet".
+func waitReady(s *Server, exited <-chan struct{}) error {
+	client, err := minio.New(s.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, "")})
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(readyTimeout)
-	for time.Now().Before(deadline) {
+	for {
 		select {
 		case <-exited:
 			return errors.New("MinIO exited before it was ready")
 		default:
 		}
-		resp, err := client.Get(url)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = client.ListBuckets(ctx)
+		cancel()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("MinIO at %s not ready after %v: %w", s.Endpoint, readyTimeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("MinIO not ready at %s after %v", url, readyTimeout)
 }
 
 // syncBuffer collects the server's output, written from exec's copiers.
