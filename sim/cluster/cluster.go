@@ -26,6 +26,7 @@ import (
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/peconfig"
 	"sluice.dev/sluice/sim/apiserver"
+	"sluice.dev/sluice/sim/checkpointing"
 	"sluice.dev/sluice/sim/clock"
 	"sluice.dev/sluice/sim/cluster/paramfile"
 	"sluice.dev/sluice/sim/dataplane"
@@ -80,6 +81,7 @@ type Params struct {
 	NodeLifecycle nodelifecycle.Params
 	Network       network.Params
 	DataPlane     dataplane.Params
+	Checkpointing checkpointing.Params
 	// Epoch is the wall-clock time of virtual time 0.
 	Epoch time.Time
 	// Scheme; nil means client-go's kinds plus Sluice's API.
@@ -100,6 +102,7 @@ func DefaultParams() Params {
 		NodeLifecycle: nodelifecycle.DefaultParams(),
 		Network:       network.DefaultParams(),
 		DataPlane:     dataplane.DefaultParams(),
+		Checkpointing: checkpointing.DefaultParams(),
 		Epoch:         time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 }
@@ -132,6 +135,7 @@ type Cluster struct {
 	evictor  *nodelifecycle.Evictor
 	net      *network.Network
 	dp       *dataplane.DataPlane
+	ckpt     *checkpointing.Model
 
 	trace   []string
 	hostCPU float64
@@ -210,6 +214,13 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 		c.kubelets[name] = k
 		c.beats[name] = nodelifecycle.NewHeartbeat(api, p.NodeLifecycle, name)
 	}
+	// The PE processes' side of consistent regions.
+	c.ckpt = checkpointing.New(api, p.Checkpointing, checkpointing.Env{
+		HopLatency:   func(a, b types.NamespacedName) time.Duration { return c.net.Path(a, b).Mean() },
+		ConnectTime:  c.net.ConnectTime,
+		Backlog:      c.dp.Backlog,
+		PatchLatency: p.APIServer.RequestLatency,
+	})
 	c.sched = scheduler.New(api, p.Scheduler)
 	c.nlc = nodelifecycle.NewController(api, p.NodeLifecycle)
 	c.evictor = nodelifecycle.NewEvictor(api, p.NodeLifecycle)
@@ -341,6 +352,7 @@ func (c *Cluster) NodeLifecycle() *nodelifecycle.Controller    { return c.nlc }
 func (c *Cluster) Evictor() *nodelifecycle.Evictor             { return c.evictor }
 func (c *Cluster) Network() *network.Network                   { return c.net }
 func (c *Cluster) DataPlane() *dataplane.DataPlane             { return c.dp }
+func (c *Cluster) Checkpointing() *checkpointing.Model         { return c.ckpt }
 
 // Nodes lists the node names in creation order.
 func (c *Cluster) Nodes() []string { return append([]string(nil), c.nodes...) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"sluice.dev/sluice/sim/checkpointing"
 	"sluice.dev/sluice/sim/cluster/paramfile"
 	"sluice.dev/sluice/sim/dataplane"
 	"sluice.dev/sluice/sim/kubelet"
@@ -13,7 +14,7 @@ import (
 )
 
 // Models whose parameters Override and Provenance know, by name.
-var Models = []string{"scheduler", "kubelet", "nodelifecycle", "network", "dataplane"}
+var Models = []string{"scheduler", "kubelet", "nodelifecycle", "network", "dataplane", "checkpointing"}
 
 func (p *Params) target(model string) (any, []byte, error) {
 	switch model {
@@ -27,6 +28,8 @@ func (p *Params) target(model string) (any, []byte, error) {
 		return &p.Network, network.ParamFile(), nil
 	case "dataplane":
 		return &p.DataPlane, dataplane.ParamFile(), nil
+	case "checkpointing":
+		return &p.Checkpointing, checkpointing.ParamFile(), nil
 	}
 	return nil, nil, fmt.Errorf("unknown model %q (one of %v)", model, Models)
 }

@@ -42,6 +42,9 @@ func Files() map[string]*v1alpha1.Job {
 	for _, n := range HeavySizes {
 		files[fmt.Sprintf("heavy-%d.yaml", n)] = Heavy(n)
 	}
+	for _, kib := range RegionStateKiB {
+		files[fmt.Sprintf("region-%dk.yaml", kib)] = RegionPipeline(kib)
+	}
 	for _, p := range []string{"fused", "samenode", "crossnode"} {
 		files["latency-"+p+".yaml"] = Latency(p)
 	}
