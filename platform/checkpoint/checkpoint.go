@@ -39,7 +39,7 @@ type Store interface {
 	// ascending order; none is an empty list, not an error.
 	Seqs(ctx context.Context, namespace, job, region, pe string) ([]uint64, error)
 	// Prune deletes the PE's checkpoints with Seq < below and returns how
-	// many it deleted.
+	// many it deleted (on an error, how many it knows it deleted).
 	Prune(ctx context.Context, namespace, job, region, pe string, below uint64) (int, error)
 	// DeleteJob deletes every checkpoint of a job. Deleting a job without
 	// checkpoints is not an error.

@@ -4,7 +4,8 @@
 //
 // The binary is $SLUICE_S3_SERVER, or else the newest
 // ${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}/minio/<version>/minio. Without one,
-// Start skips the test, unless SLUICE_REQUIRE_S3=1, when it fails it.
+// Start skips the test, unless SLUICE_REQUIRE_S3=1, when it fails it. A
+// SLUICE_S3_SERVER that does not exist always fails.
 package miniotest
 
 import (
@@ -73,8 +74,10 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
-		if os.Getenv("SLUICE_REQUIRE_S3") == "1" {
-			t.Fatalf("SLUICE_REQUIRE_S3=1 but %v", err)
+		// A server named explicitly but missing is a broken setup, not an
+		// absent optional dependency.
+		if os.Getenv("SLUICE_REQUIRE_S3") == "1" || os.Getenv("SLUICE_S3_SERVER") != "" {
+			t.Fatalf("S3 server required (SLUICE_REQUIRE_S3=1 or SLUICE_S3_SERVER set) but unusable: %v", err)
 		}
 		t.Skipf("skipping S3 test: %v (set SLUICE_REQUIRE_S3=1 to make this a failure)", err)
 	}
