@@ -38,6 +38,10 @@ type KubeOptions struct {
 	// MinBackoff and MaxBackoff bound the waits between retries of a watch
 	// or a patch (defaults 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
+	// ReportAttempts bounds the patches one Report tries (default 4), so
+	// that a caller retrying on error sends its latest progress rather
+	// than wait behind an old one.
+	ReportAttempts int
 }
 
 // Kube is the in-cluster Control: it watches the PE's ConsistentRegion and
@@ -81,6 +85,9 @@ func NewKube(o KubeOptions) (*Kube, error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	if o.ReportAttempts <= 0 {
+		o.ReportAttempts = 4
 	}
 	cfg := o.Config
 	if cfg == nil {
@@ -130,9 +137,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // Report implements Control: a merge patch of the pod's progress
 // annotation, skipped when this process already wrote the same progress.
-// It retries with back-off until the patch succeeds or ctx ends (then it
-// returns the last error), so a caller that gets nil knows the report is
-// stored.
+// It retries with back-off, up to ReportAttempts patches or until ctx
+// ends, and then returns the last error; nil means the report is stored.
 func (k *Kube) Report(ctx context.Context, p v1alpha1.RegionProgress) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -150,14 +156,14 @@ func (k *Kube) Report(ctx context.Context, p v1alpha1.RegionProgress) error {
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: k.o.Pod, Namespace: k.o.Namespace}}
 	b := backoff{min: k.o.MinBackoff, max: k.o.MaxBackoff}
-	for {
+	for attempt := 1; ; attempt++ {
 		err := k.c.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch))
 		if err == nil {
 			k.last = &p
 			return nil
 		}
-		k.o.Log.Warn("region progress: patching pod", "pod", k.o.Pod, "err", err)
-		if !sleepCtx(ctx, b.next()) {
+		k.o.Log.Warn("region progress: patching pod", "pod", k.o.Pod, "attempt", attempt, "err", err)
+		if attempt >= k.o.ReportAttempts || !sleepCtx(ctx, b.next()) {
 			return fmt.Errorf("region progress: %w", err)
 		}
 	}

@@ -141,13 +141,22 @@ func TestKubeAgainstAPIServer(t *testing.T) {
 		t.Fatalf("annotations after second report: %v", pod.Annotations)
 	}
 
-	// A report for a pod that does not exist retries until its context
-	// ends, then fails.
+	// A report for a pod that does not exist is tried ReportAttempts
+	// times, or until its context ends, then fails.
+	var missLog syncBuffer
 	missing, err := NewKube(KubeOptions{Config: env.Config, Namespace: ns, Resource: "job-main", Pod: "nobody",
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, ReportAttempts: 3,
+		Log: slog.New(slog.NewTextHandler(&missLog, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := missing.Report(ctx, p); err == nil {
+		t.Fatal("report to a missing pod succeeded")
+	}
+	if n := strings.Count(missLog.String(), "patching pod"); n != 3 {
+		t.Fatalf("%d patch attempts, want 3:\n%s", n, missLog.String())
+	}
+	missing.o.ReportAttempts = 1000
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	err = missing.Report(short, p)
 	cancelShort()
