@@ -28,6 +28,8 @@ type Plan struct {
 	HostPools []v1alpha1.HostPoolSpec
 	// Regions are the Job's consistent regions, in spec order.
 	Regions []RegionPlan `json:",omitempty"`
+	// Parallel are the Job's parallel regions, in spec order.
+	Parallel []ParallelPlan `json:",omitempty"`
 }
 
 // PEName is the name of a Job's PE, of its ConfigMap and of its Service.
@@ -45,8 +47,17 @@ func PodName(pe string, launch int32) string { return fmt.Sprintf("%s-%d", pe, l
 // Build validates a Job's spec and fuses it into a plan. It is a pure
 // function of its arguments: the same spec always yields the same plan.
 func Build(namespace, job string, spec *v1alpha1.JobSpec) (*Plan, field.ErrorList) {
+	return BuildWidths(namespace, job, spec, nil)
+}
+
+// BuildWidths is Build with the running widths of parallel regions.
+func BuildWidths(namespace, job string, spec *v1alpha1.JobSpec, widths Widths) (*Plan, field.ErrorList) {
+	origSpec := spec
 	g, errs := Validate(job, spec)
 	if len(errs) > 0 {
+		return nil, errs
+	}
+	if errs := validateParallel(g, widths); len(errs) > 0 {
 		return nil, errs
 	}
 	groups, errs := Fuse(g)
@@ -55,6 +66,18 @@ func Build(namespace, job string, spec *v1alpha1.JobSpec) (*Plan, field.ErrorLis
 	}
 	if errs := checkFusedRegions(g, groups); len(errs) > 0 {
 		return nil, errs
+	}
+	x := expand(g, widths)
+	var names []string
+	if x.spec != spec {
+		orig := g
+		if g, errs = Validate(job, x.spec); len(errs) > 0 {
+			return nil, errs
+		}
+		if groups, names, errs = x.expandGroups(job, orig, groups, g); len(errs) > 0 {
+			return nil, errs
+		}
+		spec = x.spec
 	}
 	ops := spec.Application.Operators
 	streams := spec.Application.Streams
@@ -74,6 +97,9 @@ func Build(namespace, job string, spec *v1alpha1.JobSpec) (*Plan, field.ErrorLis
 		p := &plan.PEs[pe]
 		p.Index = int32(pe)
 		p.Name = PEName(job, p.Index)
+		if names != nil {
+			p.Name = names[pe]
+		}
 		p.Config = peconfig.PE{Version: peconfig.Version, Job: job, Namespace: namespace, Name: p.Name, Index: p.Index}
 		var pools, coloc, exloc []string
 		for _, i := range grp {
@@ -111,5 +137,6 @@ func Build(namespace, job string, spec *v1alpha1.JobSpec) (*Plan, field.ErrorLis
 	}
 	plan.PortTable.Sort()
 	planRegions(job, spec, plan)
+	plan.planParallel(job, origSpec, x)
 	return plan, nil
 }

@@ -19,6 +19,8 @@ type Set struct {
 	Services   *Coordinator[*corev1.Service]
 	Pods       *Coordinator[*corev1.Pod]
 	Regions    *Coordinator[*v1alpha1.ConsistentRegion]
+	// ParallelRegions' status is written by the Job controller.
+	ParallelRegions *Coordinator[*v1alpha1.ParallelRegion]
 	// PE access objects of Jobs with consistent regions.
 	ServiceAccounts *Coordinator[*corev1.ServiceAccount]
 	Roles           *Coordinator[*rbacv1.Role]
@@ -35,6 +37,7 @@ func NewSet(c client.Client, clk clock.PassiveClock) *Set {
 		Services:        New(c, clk, func() *corev1.Service { return &corev1.Service{} }),
 		Pods:            New(c, clk, func() *corev1.Pod { return &corev1.Pod{} }),
 		Regions:         New(c, clk, func() *v1alpha1.ConsistentRegion { return &v1alpha1.ConsistentRegion{} }),
+		ParallelRegions: New(c, clk, func() *v1alpha1.ParallelRegion { return &v1alpha1.ParallelRegion{} }),
 		ServiceAccounts: New(c, clk, func() *corev1.ServiceAccount { return &corev1.ServiceAccount{} }),
 		Roles:           New(c, clk, func() *rbacv1.Role { return &rbacv1.Role{} }),
 		RoleBindings:    New(c, clk, func() *rbacv1.RoleBinding { return &rbacv1.RoleBinding{} }),
@@ -44,5 +47,5 @@ func NewSet(c client.Client, clk clock.PassiveClock) *Set {
 // Writes is the number of API writes all coordinators have made.
 func (s *Set) Writes() uint64 {
 	return s.Jobs.Writes() + s.PEs.Writes() + s.HostPools.Writes() + s.ConfigMaps.Writes() + s.Services.Writes() + s.Pods.Writes() +
-		s.Regions.Writes() + s.ServiceAccounts.Writes() + s.Roles.Writes() + s.RoleBindings.Writes()
+		s.Regions.Writes() + s.ParallelRegions.Writes() + s.ServiceAccounts.Writes() + s.Roles.Writes() + s.RoleBindings.Writes()
 }

@@ -103,6 +103,9 @@ func Pod(pe *v1alpha1.ProcessingElement, pools []*v1alpha1.HostPool, image strin
 	}
 	applyPlacement(pod, pe, pools)
 	applyRegion(pod, pe)
+	if pe.Spec.ConfigHash != "" {
+		pod.Annotations = map[string]string{v1alpha1.AnnotationConfigHash: pe.Spec.ConfigHash}
+	}
 	return pod
 }
 

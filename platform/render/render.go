@@ -6,6 +6,7 @@ package render
 
 import (
 	"encoding/json"
+	"hash/fnv"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -102,6 +103,22 @@ func HostPool(job *v1alpha1.Job, spec v1alpha1.HostPoolSpec) *v1alpha1.HostPool 
 	}
 }
 
+// ConfigHash identifies a PE's configuration document.
+func ConfigHash(pe *app.PEPlan) string {
+	h := fnv.New64a()
+	h.Write([]byte(mustJSON(pe.Config)))
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
+// ParallelRegion is the ParallelRegion object of one of a Job's regions, at
+// the region's initial width.
+func ParallelRegion(job *v1alpha1.Job, pp *app.ParallelPlan) *v1alpha1.ParallelRegion {
+	return &v1alpha1.ParallelRegion{
+		ObjectMeta: jobMeta(job, pp.Resource, v1alpha1.RoleParallel, nil),
+		Spec:       v1alpha1.ParallelRegionSpec{JobName: job.Name, Region: pp.Region, Width: pp.InitialWidth},
+	}
+}
+
 // ProcessingElement is a PE object as the Job controller creates it: launch
 // count 0, so that launching it is the PE coordinator's first command.
 func ProcessingElement(job *v1alpha1.Job, pe *app.PEPlan) *v1alpha1.ProcessingElement {
@@ -112,6 +129,10 @@ func ProcessingElement(job *v1alpha1.Job, pe *app.PEPlan) *v1alpha1.ProcessingEl
 		region = app.RegionResourceName(job.Name, pe.Region)
 		labels[v1alpha1.LabelRegion] = region
 		store = job.Spec.CheckpointStore.DeepCopy()
+	}
+	var hash string
+	if len(job.Spec.Application.ParallelRegions) > 0 {
+		hash = ConfigHash(pe)
 	}
 	return &v1alpha1.ProcessingElement{
 		ObjectMeta: jobMeta(job, pe.Name, "pe", labels),
@@ -124,6 +145,7 @@ func ProcessingElement(job *v1alpha1.Job, pe *app.PEPlan) *v1alpha1.ProcessingEl
 			Template:        job.Spec.PE,
 			Region:          region,
 			CheckpointStore: store,
+			ConfigHash:      hash,
 		},
 	}
 }

@@ -42,6 +42,7 @@ func Controllers(d Deps, co *Coordinators) []Controller {
 		{
 			Name:       "job",
 			For:        &v1alpha1.Job{},
+			Watches:    []Watch{{Object: &v1alpha1.ParallelRegion{}, Map: ByLabel(v1alpha1.LabelJob)}},
 			Reconciler: &job.Reconciler{Client: d.Client, Clock: d.Clock, Recorder: d.Recorder, Coord: co},
 			Workers:    2,
 		},

@@ -40,6 +40,50 @@ type Application struct {
 	// +listMapKey=name
 	// +optional
 	ConsistentRegions []ConsistentRegionDef `json:"consistentRegions,omitempty"`
+
+	// ParallelRegions replicate a part of the graph into width channels,
+	// each a copy of the region's operators; tuples entering the region are
+	// partitioned over the channels and the channels' outputs merged. The
+	// running width is the ParallelRegion resource's, which users edit.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	ParallelRegions []ParallelRegionDef `json:"parallelRegions,omitempty"`
+}
+
+// MaxParallelWidth bounds the width of a parallel region.
+const MaxParallelWidth = 256
+
+// ParallelRegionDef declares a parallel region of the application.
+type ParallelRegionDef struct {
+	// Name of the region, a DNS label; the ParallelRegion resource is
+	// <job>-<name>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Operators replicated in each channel. They may not be sources: a
+	// parallel region is fed by the streams that enter it.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=1000
+	// +listType=set
+	Operators []string `json:"operators"`
+
+	// Width is the initial number of channels.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	// +optional
+	Width int32 `json:"width,omitempty"`
+
+	// PartitionBy says how entering tuples are spread over the channels:
+	// by key (keyed state stays with its key) or round robin.
+	// +kubebuilder:default=key
+	// +kubebuilder:validation:Enum=key;roundRobin
+	// +optional
+	PartitionBy string `json:"partitionBy,omitempty"`
 }
 
 // RegionTrigger says what starts a consistent region's checkpoint.

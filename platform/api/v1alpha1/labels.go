@@ -14,6 +14,8 @@ const (
 	LabelRole = "streams.sluice.dev/role"
 	// LabelRegion names the ConsistentRegion object a PE belongs to.
 	LabelRegion = "streams.sluice.dev/region"
+	// AnnotationConfigHash on a PE pod is the PE's ConfigHash it started with.
+	AnnotationConfigHash = "streams.sluice.dev/config-hash"
 	// LabelColocatePrefix + group marks pods of a host colocation group.
 	LabelColocatePrefix = "colocate.streams.sluice.dev/"
 	// LabelExlocatePrefix + group marks pods of a host exlocation group.
@@ -27,6 +29,7 @@ const (
 	RolePEPod     = "pe-pod"
 	RolePEAccess  = "pe-access" // ServiceAccount, Role and RoleBinding of a Job's PEs
 	RoleRegion    = "consistent-region"
+	RoleParallel  = "parallel-region"
 )
 
 // Well-known file names inside the generated ConfigMaps, mounted into PE pods.

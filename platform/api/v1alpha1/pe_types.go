@@ -47,6 +47,12 @@ type ProcessingElementSpec struct {
 	// CheckpointStore of the Job, copied for PEs of a consistent region.
 	// +optional
 	CheckpointStore *CheckpointStore `json:"checkpointStore,omitempty"`
+
+	// ConfigHash identifies the PE's configuration (set for Jobs with
+	// parallel regions, whose PE configurations change with a width). A pod
+	// started from another configuration is replaced.
+	// +optional
+	ConfigHash string `json:"configHash,omitempty"`
 }
 
 // PEPlacement is the placement of one PE, derived from its operators.

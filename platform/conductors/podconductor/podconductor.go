@@ -7,6 +7,7 @@
 //	no pod for the current launch             -> pod coordinator: create it
 //	that pod failed / completed / deleted     -> PE coordinator: increment launch count
 //	                                             (per the PE's restart policy)
+//	that pod runs an old configuration        -> PE coordinator: increment launch count
 //
 // Each step is caused by the watch event of the one before.
 package podconductor
@@ -52,6 +53,7 @@ const (
 	StepCreatePod    Step = "create-pod"
 	StepRelaunch     Step = "relaunch"
 	StepPodCompleted Step = "pod-completed"
+	StepReconfigure  Step = "reconfigure"
 )
 
 // Decide is the state machine: what to do next for a PE, given the pod of
@@ -94,6 +96,10 @@ func Decide(p *v1alpha1.ProcessingElement, pod *corev1.Pod, configReady bool) St
 		if policy.RestartDeleted {
 			return StepRelaunch
 		}
+	case pod.Annotations[v1alpha1.AnnotationConfigHash] != p.Spec.ConfigHash:
+		// The PE's configuration changed (a parallel region's width): a new
+		// launch starts from the new one.
+		return StepReconfigure
 	}
 	return StepNone
 }
@@ -129,6 +135,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		out, err = r.PEs.Submit(ctx, req.NamespacedName, pe.IncrementLaunch(p.Spec.LaunchCount))
 		if err == nil && r.Recorder != nil {
 			r.Recorder.Eventf(p, corev1.EventTypeNormal, "Relaunch", "pod of launch %d ended; launching again", p.Spec.LaunchCount)
+		}
+	case StepReconfigure:
+		out, err = r.PEs.Submit(ctx, req.NamespacedName, pe.IncrementLaunch(p.Spec.LaunchCount))
+		if err == nil && out == coordinator.Written && r.Recorder != nil {
+			r.Recorder.Eventf(p, corev1.EventTypeNormal, "Reconfigure", "configuration changed; launch %d replaces the pod", p.Spec.LaunchCount+1)
 		}
 	case StepCreatePod:
 		out, err = r.Pods.Create(ctx, render.Pod(p, pools, r.Image))

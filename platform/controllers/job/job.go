@@ -66,7 +66,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return coordinator.Result(out), err
 		}
 	}
-	return r.ensureChildren(ctx, job, plan)
+	plan, par, err := r.planWidths(ctx, job, plan)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	return r.ensureChildren(ctx, job, plan, par)
 }
 
 // startSubmission marks the Job valid and submitting, for the current attempt.
@@ -124,7 +128,7 @@ func firstLine(s string) string {
 
 // ensureChildren creates every object of the plan that the cache lacks.
 // Existing objects are left alone: a Job's application is immutable.
-func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan *app.Plan) (reconcile.Result, error) {
+func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan *app.Plan, par *parallelState) (reconcile.Result, error) {
 	var errs []error
 	pending := coordinator.Done
 	note := func(out coordinator.Outcome, err error) {
@@ -155,6 +159,30 @@ func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan
 			note(r.Coord.Services.Create(ctx, svc))
 		}
 		note(r.Coord.PEs.Create(ctx, render.ProcessingElement(job, pe)))
+	}
+	if len(plan.Parallel) > 0 {
+		for i := range plan.Parallel {
+			note(r.Coord.ParallelRegions.Create(ctx, render.ParallelRegion(job, &plan.Parallel[i])))
+		}
+		settled, err := r.reconfigure(ctx, job, plan, note)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		note(r.parallelStatus(ctx, job, plan, par, settled))
+		if n := int32(len(plan.PEs)); job.Status.PEs != n && settled {
+			note(r.Coord.Jobs.Submit(ctx, client.ObjectKeyFromObject(job), coordinator.Command[*v1alpha1.Job]{
+				Name: "record PE count", Status: true, Apply: func(j *v1alpha1.Job) bool {
+					if j.Status.PEs == n {
+						return false
+					}
+					j.Status.PEs = n
+					return true
+				}}))
+		}
+		if !settled && len(errs) == 0 {
+			// Children's events are not mapped to Jobs: look again soon.
+			return reconcile.Result{RequeueAfter: RetryPoll}, nil
+		}
 	}
 	if len(errs) > 0 {
 		return reconcile.Result{}, fmt.Errorf("creating children of job %s/%s: %w (and %d more)", job.Namespace, job.Name, errs[0], len(errs)-1)

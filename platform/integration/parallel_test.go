@@ -1,0 +1,179 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/app"
+)
+
+// createParallelJob submits src -> agg -> sink with agg in a parallel
+// region of width 2: PEs par-pe-0 (src and the split), par-pe-1 (the
+// union and sink), par-agg-0 and par-agg-1.
+func createParallelJob(t *testing.T, ns string) {
+	t.Helper()
+	j := &v1alpha1.Job{}
+	j.Namespace, j.Name = ns, "par"
+	j.Spec.Application = v1alpha1.Application{
+		Operators: []v1alpha1.Operator{{Name: "src", Kind: v1alpha1.KindSource}, {Name: "agg", Kind: v1alpha1.KindAggregate}, {Name: "sink", Kind: v1alpha1.KindSink}},
+		Streams: []v1alpha1.Stream{{From: v1alpha1.Endpoint{Operator: "src"}, To: v1alpha1.Endpoint{Operator: "agg"}},
+			{From: v1alpha1.Endpoint{Operator: "agg"}, To: v1alpha1.Endpoint{Operator: "sink"}}},
+		ParallelRegions: []v1alpha1.ParallelRegionDef{{Name: "agg", Operators: []string{"agg"}, Width: 2}},
+	}
+	if err := k8s.Create(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// podUIDs maps each PE of ns to the UID of its current launch's pod.
+func podUIDs(t *testing.T, ns string) map[string]types.UID {
+	t.Helper()
+	var pes v1alpha1.ProcessingElementList
+	if err := k8s.List(context.Background(), &pes, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]types.UID{}
+	for _, p := range pes.Items {
+		pod := &corev1.Pod{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: app.PodName(p.Name, p.Spec.LaunchCount)}, pod); err == nil {
+			out[p.Name] = pod.UID
+		}
+	}
+	return out
+}
+
+func scale(t *testing.T, ns, name string, width int32) {
+	t.Helper()
+	pr := &v1alpha1.ParallelRegion{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, pr); err != nil {
+		t.Fatal(err)
+	}
+	sc := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: width}}
+	if err := k8s.SubResource("scale").Update(context.Background(), pr, client.WithSubResourceBody(sc)); err != nil {
+		t.Fatalf("scale %s to %d: %v", name, width, err)
+	}
+}
+
+// rebalanced plays the kubelet until the region runs at width with every
+// PE connected, and returns the region.
+func rebalanced(t *testing.T, ns, name string, width int32) *v1alpha1.ParallelRegion {
+	t.Helper()
+	pr := &v1alpha1.ParallelRegion{}
+	eventually(t, 60*time.Second, fmt.Sprintf("width %d running", width), func() (bool, string) {
+		kubelet(t, ns, "node-a")
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, pr); err != nil {
+			return false, err.Error()
+		}
+		var pes v1alpha1.ProcessingElementList
+		_ = k8s.List(context.Background(), &pes, client.InNamespace(ns))
+		ok := pr.Status.Width == width && pr.Status.RebalanceStarted == nil && len(pes.Items) == int(width)+2
+		return ok, fmt.Sprintf("status %+v, %d PEs", pr.Status, len(pes.Items))
+	})
+	return pr
+}
+
+func TestParallelWidthTwoFourTwo(t *testing.T) {
+	defer startOperator(t)()
+	ns := namespace(t)
+	createParallelJob(t, ns)
+	region := app.ParallelResourceName("par", "agg")
+	rebalanced(t, ns, region, 2)
+	waitPhase(t, ns, "par", v1alpha1.JobSubmitted, 30*time.Second)
+	before := podUIDs(t, ns)
+	if len(before) != 4 {
+		t.Fatalf("pods %v", before)
+	}
+
+	scale(t, ns, region, 4)
+	pr := rebalanced(t, ns, region, 4)
+	if pr.Status.LastRebalanceDuration == nil || pr.Status.Selector == "" {
+		t.Fatalf("status after 2 -> 4: %+v", pr.Status)
+	}
+	after := podUIDs(t, ns)
+	for _, pe := range []string{"par-agg-0", "par-agg-1"} {
+		if after[pe] != before[pe] {
+			t.Errorf("channel PE %s got a new pod (%s -> %s); it was not affected", pe, before[pe], after[pe])
+		}
+	}
+	for _, pe := range []string{"par-pe-0", "par-pe-1"} {
+		if after[pe] == before[pe] {
+			t.Errorf("PE %s next to the region kept its pod; its configuration changed", pe)
+		}
+	}
+	for _, pe := range []string{"par-agg-2", "par-agg-3"} {
+		if after[pe] == "" {
+			t.Errorf("new channel PE %s has no pod", pe)
+		}
+	}
+	cm := &corev1.ConfigMap{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "par-pe-0"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data[v1alpha1.PEConfigKey] == "" || !containsAll(cm.Data[v1alpha1.PEConfigKey], `"outputs":4`) {
+		t.Fatalf("split of par-pe-0 not at 4 outputs: %s", cm.Data[v1alpha1.PEConfigKey])
+	}
+
+	scale(t, ns, region, 2)
+	rebalanced(t, ns, region, 2)
+	back := podUIDs(t, ns)
+	for _, pe := range []string{"par-agg-0", "par-agg-1"} {
+		if back[pe] != before[pe] {
+			t.Errorf("channel PE %s got a new pod on 4 -> 2", pe)
+		}
+	}
+	for _, pe := range []string{"par-agg-2", "par-agg-3"} {
+		p := &v1alpha1.ProcessingElement{}
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: pe}, p)
+		if err == nil && p.DeletionTimestamp == nil {
+			t.Errorf("obsolete PE %s still there", pe)
+		}
+	}
+	if j := getJob(t, ns, "par"); j.Status.PEs != 4 {
+		t.Errorf("job counts %d PEs, want 4", j.Status.PEs)
+	}
+}
+
+func TestParallelWidthOutOfRangeIsRefusedByTheAPI(t *testing.T) {
+	defer startOperator(t)()
+	ns := namespace(t)
+	createParallelJob(t, ns)
+	region := app.ParallelResourceName("par", "agg")
+	rebalanced(t, ns, region, 2)
+	// The schema bounds a width to 1..256 (the scale subresource too).
+	pr := &v1alpha1.ParallelRegion{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: region}, pr); err != nil {
+		t.Fatal(err)
+	}
+	pr.Spec.Width = 1000
+	if err := k8s.Update(context.Background(), pr); err == nil {
+		t.Fatalf("a width of 1000 was accepted")
+	}
+	sc := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 0}}
+	if err := k8s.SubResource("scale").Update(context.Background(), pr, client.WithSubResourceBody(sc)); err == nil {
+		t.Fatalf("scaling to 0 channels was accepted")
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		found := false
+		for i := 0; i+len(sub) <= len(s); i++ {
+			if s[i:i+len(sub)] == sub {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
