@@ -32,20 +32,15 @@ type Sink struct {
 	lat      LatencyHist
 }
 
-// TupleDigest is a tuple's term in a sink's digest: FNV-1a over the
-// 64-bit words origin, seq, key, event and value, then the splitmix64
-// finaliser so that every bit of every word reaches every bit of the
-// result. Epoch, times and payload are left out, so a replay of the same
-// data gives the same terms.
+// TupleDigest is a tuple's term in a sink's digest: origin, seq, key,
+// event and value, each multiplied by its own odd 64-bit constant, XORed
+// together (independent multiplies, so they run in parallel) and put
+// through the splitmix64 finaliser so that every input bit reaches every
+// output bit. Epoch, times and payload are left out, so a replay of the
+// same data gives the same terms.
 func TupleDigest(t *wire.Tuple) uint64 {
-	const prime = 1099511628211
-	h := uint64(14695981039346656037)
-	h = (h ^ uint64(t.Origin)) * prime
-	h = (h ^ t.Seq) * prime
-	h = (h ^ t.Key) * prime
-	h = (h ^ uint64(t.Event)) * prime
-	h = (h ^ uint64(t.Value)) * prime
-	return mix64(h)
+	return mix64(uint64(t.Origin)*0x9e3779b97f4a7c15 ^ t.Seq*0xc2b2ae3d27d4eb4f ^ t.Key*0x165667b19e3779f9 ^
+		uint64(t.Event)*0xd6e8feb86659fd93 ^ uint64(t.Value)*0xff51afd7ed558ccd)
 }
 
 // SinkObserver receives a sink's events for metrics.
