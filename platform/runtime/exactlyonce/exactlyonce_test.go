@@ -237,7 +237,7 @@ func (r *run) randomPE() string { return r.c.PEs[r.rng.IntN(len(r.c.PEs))].Name 
 func (r *run) waitRecovered() {
 	r.t.Helper()
 	st := r.status()
-	r.waitUntil(40*time.Second, "recovery and a new checkpoint", func() bool {
+	r.waitUntil(30*time.Second, "recovery and a new checkpoint", func() bool {
 		s := r.status()
 		if s.State == v1alpha1.RegionFailed {
 			r.t.Fatalf("region failed: %+v", s)

@@ -96,6 +96,12 @@ func NewKube(o KubeOptions) (*Kube, error) {
 			return nil, fmt.Errorf("region control: %w", err)
 		}
 	}
+	if cfg.QPS == 0 {
+		// client-go's default of 5 QPS is tight for short checkpoint
+		// periods; the same limits as controller-runtime's GetConfig.
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS, cfg.Burst = 20, 30
+	}
 	scheme, err := kubeScheme()
 	if err != nil {
 		return nil, err
