@@ -64,6 +64,12 @@ type ServerConfig struct {
 	// fed by a stream that leaves one); what arrives is delivered as of
 	// the server's epoch.
 	AnyEpoch bool
+	// OncePerEpoch accepts one connection per stream per epoch (inside a
+	// region). A stream whose connection broke has lost what was in
+	// flight; refusing its reconnection keeps the stream visibly down (the
+	// PE not ready) until the region resets, instead of going on with a
+	// silent gap.
+	OncePerEpoch bool
 }
 
 // Server accepts the connections of a PE's incoming streams.
@@ -73,6 +79,7 @@ type Server struct {
 	mu        sync.Mutex
 	conns     map[int32]*sconn // current connection per stream
 	seen      map[int32]bool   // streams that have connected at least once
+	used      map[int32]bool   // streams that have connected in this epoch
 	epoch     uint64
 	closed    bool
 	wg        sync.WaitGroup
@@ -94,7 +101,8 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 5 * time.Second
 	}
-	s := &Server{cfg: cfg, conns: map[int32]*sconn{}, seen: map[int32]bool{}, epoch: cfg.Epoch}
+	s := &Server{cfg: cfg, conns: map[int32]*sconn{}, seen: map[int32]bool{}, used: map[int32]bool{},
+		epoch: cfg.Epoch}
 	for _, in := range cfg.Inputs {
 		for _, st := range in.Streams {
 			cfg.Metrics.ConnectionUp.WithLabelValues("in", strconv.Itoa(int(st))).Set(0)
@@ -174,6 +182,7 @@ func (s *Server) SetEpoch(e uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.epoch = e
+	clear(s.used)
 	for st, sc := range s.conns {
 		if sc.epoch != e {
 			sc.c.Close()
@@ -250,6 +259,10 @@ func (s *Server) serve(c net.Conn, in Input) {
 		status = wire.StatusUnknownStream
 	case h.Epoch != s.epoch && !s.cfg.AnyEpoch:
 		status = wire.StatusWrongEpoch
+	case s.cfg.OncePerEpoch && s.used[h.Stream]:
+		status = wire.StatusWrongEpoch
+		s.cfg.Log.Warn("refusing a second connection of a stream in one epoch; the region must reset",
+			"stream", h.Stream, "from", h.PE, "epoch", h.Epoch)
 	default:
 		// A new connection for a stream replaces the old one: the upstream
 		// restarted or reconnected before we saw the old one die.
@@ -259,7 +272,7 @@ func (s *Server) serve(c net.Conn, in Input) {
 		if s.seen[h.Stream] {
 			s.cfg.Metrics.Reconnects.WithLabelValues("in", st).Inc()
 		}
-		s.conns[h.Stream], s.seen[h.Stream] = sc, true
+		s.conns[h.Stream], s.seen[h.Stream], s.used[h.Stream] = sc, true, true
 		sc.up.Set(1)
 	}
 	epoch := s.epoch

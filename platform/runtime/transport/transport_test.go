@@ -342,3 +342,36 @@ func TestAnyEpochInput(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// Inside a region a stream connects once per epoch: after its connection
+// breaks (what was in flight may be lost) it stays down until the input
+// moves to a new epoch.
+func TestOncePerEpoch(t *testing.T) {
+	host, port := freeAddr(t)
+	rec := &recorder{}
+	s := NewServer(ServerConfig{Inputs: []Input{{Port: 0, Streams: []int32{1}}}, Host: host, Base: port, Deliver: rec,
+		Epoch: 3, OncePerEpoch: true})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := NewWriter(WriterConfig{Stream: 1, Addr: func() string { return net.JoinHostPort(host, itoa(port)) }, Epoch: 3,
+		MinBackoff: 5 * time.Millisecond})
+	if _, err := w.dial(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "registered", func() bool { return len(s.Missing()) == 0 })
+	s.mu.Lock()
+	s.conns[1].c.Close() // the connection breaks
+	s.mu.Unlock()
+	waitFor(t, "gone", func() bool { return len(s.Missing()) == 1 })
+	if _, err := w.dial(context.Background(), 3); !errors.Is(err, errWrongEpoch) {
+		t.Fatalf("second connection in epoch 3: %v", err)
+	}
+	s.SetEpoch(4)
+	c, err := w.dial(context.Background(), 4)
+	if err != nil {
+		t.Fatalf("first connection in epoch 4: %v", err)
+	}
+	c.Close()
+}
