@@ -274,7 +274,7 @@ func New(opts Options) (*Engine, error) {
 		ins = append(ins, transport.Input{Port: in.Port, Streams: in.Streams})
 	}
 	e.server = transport.NewServer(transport.ServerConfig{Inputs: ins, Host: opts.ListenHost, Base: opts.ListenBase,
-		Deliver: e, Metrics: e.m, Log: e.log, AnyEpoch: e.rg == nil})
+		Deliver: e, Metrics: e.m, Log: e.log, AnyEpoch: e.rg == nil, OncePerEpoch: e.rg != nil})
 	if e.rg != nil {
 		// RestoreSeq 0 restores these: the operators' state as built.
 		init, err := e.snapshotAll()
@@ -473,11 +473,13 @@ func (e *Engine) tick() {
 			// Inside a region windows close on event time only: a close
 			// driven by the wall clock would depend on how long a drain
 			// or reset paused the sources, and a replay would differ.
-			if len(e.tickers) > 0 && e.rg == nil {
+			if len(e.tickers) > 0 {
 				e.mu.Lock()
 				e.now = time.Now().UnixNano()
-				for _, x := range e.tickers {
-					x.Tick(now.UnixNano())
+				if e.rg == nil {
+					for _, x := range e.tickers {
+						x.Tick(now.UnixNano())
+					}
 				}
 				for name, a := range e.aggs {
 					e.m.AggregateLate.WithLabelValues(name).Set(float64(a.Late()))
