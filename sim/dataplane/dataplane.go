@@ -63,6 +63,9 @@ type pe struct {
 	job      *jobIndex
 	ops      map[string]*v1alpha1.Operator
 	profiles map[string]*profile
+	// profilesGen is the job's gen the profiles were built at; older
+	// ones are stale (see AddPE).
+	profilesGen uint64
 
 	pod     types.NamespacedName
 	running bool
@@ -151,57 +154,84 @@ func (d *DataPlane) AddPE(cfg *peconfig.PE) {
 	jk := ns + "/" + cfg.Job
 	j := d.jobs[jk]
 	if j == nil {
-		j = &jobIndex{pes: map[string]*pe{}, opPE: map[string]*pe{}}
+		j = &jobIndex{pes: map[string]*pe{}, opPE: map[string]*pe{}, into: map[string][]streamRef{}}
 		d.jobs[jk] = j
 	}
+	// Profiles depend on every PE of the job (tuple sizes): every PE starts
+	// afresh, lazily (profile compares generations).
+	j.gen++
 	x := &pe{ns: ns, name: cfg.Name, key: k, cfg: cfg, job: j, ops: map[string]*v1alpha1.Operator{}, profiles: map[string]*profile{},
-		windows: map[string]float64{}, emitted: map[string]float64{}, srcAcc: map[string]float64{}}
+		profilesGen: j.gen, windows: map[string]float64{}, emitted: map[string]float64{}, srcAcc: map[string]float64{}}
+	stale := j.cyclic
 	for i := range cfg.Operators {
-		x.ops[cfg.Operators[i].Name] = &cfg.Operators[i]
-		j.opPE[cfg.Operators[i].Name] = x
+		name := cfg.Operators[i].Name
+		x.ops[name] = &cfg.Operators[i]
+		if j.opPE[name] != nil || j.payloadMisses[name] {
+			stale = true
+		}
+		j.opPE[name] = x
+	}
+	for i, st := range cfg.Streams {
+		if _, local := x.ops[st.From.Operator]; local {
+			j.into[st.To.Operator] = append(j.into[st.To.Operator], streamRef{from: x, idx: i})
+		}
 	}
 	j.pes[cfg.Name] = x
-	j.invalidate()
+	j.added(stale)
 	d.pes[k] = x
-	// Profiles depend on every PE of the job (tuple sizes): start afresh.
-	for _, y := range j.pes {
-		y.profiles = map[string]*profile{}
-	}
-	d.link(jk, j)
+	d.link(jk, j, x)
 	if pod := d.pending[k]; pod != nil {
 		delete(d.pending, k)
 		d.PodRunning(pod)
 	}
 }
 
-// link creates the cross-PE streams whose two ends are known.
-func (d *DataPlane) link(jk string, j *jobIndex) {
-	names := make([]string, 0, len(j.pes))
-	for n := range j.pes {
-		names = append(names, n)
+// link creates the cross-PE streams whose two ends are known now that x
+// has been added: those out of x and those into it. Every other stream with
+// both ends known exists already. They are created in the order of a walk
+// over the job's PEs by name, each PE's streams in configuration order.
+func (d *DataPlane) link(jk string, j *jobIndex, x *pe) {
+	var cands []streamRef
+	for i, s := range x.cfg.Streams {
+		if _, local := x.ops[s.From.Operator]; local {
+			cands = append(cands, streamRef{from: x, idx: i})
+		}
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		x := j.pes[n]
-		for _, s := range x.cfg.Streams {
-			if _, local := x.ops[s.From.Operator]; !local {
-				continue
+	for op := range x.ops {
+		refs := j.into[op][:0]
+		for _, r := range j.into[op] {
+			if j.pes[r.from.name] != r.from {
+				continue // a PE since removed
 			}
-			to := j.opPE[s.To.Operator]
-			if to == nil || to == x {
-				continue
+			refs = append(refs, r)
+			if r.from != x {
+				cands = append(cands, r)
 			}
-			sk := jk + "/" + itoa(s.ID)
-			if _, ok := d.streams[sk]; ok {
-				continue
-			}
-			st := &stream{id: s.ID, from: x, to: to, toOp: s.To.Operator, bytes: d.wireBytes(j, s.From.Operator), backoff: d.p.ReconnectMin.D()}
-			d.streams[sk] = st
-			x.outs = append(x.outs, st)
-			to.ins = append(to.ins, st)
-			if x.running {
-				d.dial(st)
-			}
+		}
+		j.into[op] = refs
+	}
+	sort.Slice(cands, func(a, b int) bool {
+		if cands[a].from.name != cands[b].from.name {
+			return cands[a].from.name < cands[b].from.name
+		}
+		return cands[a].idx < cands[b].idx
+	})
+	for _, r := range cands {
+		from, s := r.from, r.from.cfg.Streams[r.idx]
+		to := j.opPE[s.To.Operator]
+		if to == nil || to == from {
+			continue
+		}
+		sk := jk + "/" + itoa(s.ID)
+		if _, ok := d.streams[sk]; ok {
+			continue
+		}
+		st := &stream{id: s.ID, from: from, to: to, toOp: s.To.Operator, bytes: d.wireBytes(j, s.From.Operator), backoff: d.p.ReconnectMin.D()}
+		d.streams[sk] = st
+		from.outs = append(from.outs, st)
+		to.ins = append(to.ins, st)
+		if from.running {
+			d.dial(st)
 		}
 	}
 }
@@ -438,6 +468,9 @@ func (d *DataPlane) outputsConnected(x *pe) bool {
 }
 
 func (d *DataPlane) profile(x *pe, entry string, build func(b *builder)) *profile {
+	if x.profilesGen != x.job.gen {
+		x.profiles, x.profilesGen = map[string]*profile{}, x.job.gen
+	}
 	if p := x.profiles[entry]; p != nil {
 		return p
 	}
@@ -879,13 +912,16 @@ func (d *DataPlane) RemovePE(namespace, name string) {
 	delete(d.pes, k)
 	delete(x.job.pes, name)
 	x.job.invalidate()
-	for op, y := range x.job.opPE {
-		if y == x {
+	for op := range x.ops {
+		if x.job.opPE[op] == x {
 			delete(x.job.opPE, op)
 		}
 	}
-	for sk, s := range d.streams {
-		if s.from != x && s.to != x {
+	// x's streams, found from its own lists rather than among all streams.
+	jk := namespace + "/" + x.cfg.Job
+	for _, s := range append(append([]*stream(nil), x.outs...), x.ins...) {
+		sk := jk + "/" + itoa(s.id)
+		if d.streams[sk] != s {
 			continue
 		}
 		s.epoch++

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sort"
 	"testing"
 	"time"
@@ -359,5 +360,137 @@ func TestFastPathMatchesShares(t *testing.T) {
 		if a[i] != b[i] {
 			t.Fatalf("sample %d: %+v vs %+v", i, a[i], b[i])
 		}
+	}
+}
+
+// randomJob fuses a random acyclic graph of operators into PEs; each PE's
+// configuration holds the streams out of and into its operators.
+func randomJob(r *rand.Rand, job string) []*peconfig.PE {
+	nOps := 2 + r.IntN(14)
+	nPEs := 1 + r.IntN(nOps)
+	var ops []v1alpha1.Operator
+	var streams []peconfig.Stream
+	for i := 0; i < nOps; i++ {
+		op := v1alpha1.Operator{Name: fmt.Sprintf("%s-op%d", job, i), Kind: v1alpha1.KindMap}
+		if i == 0 || r.IntN(4) == 0 {
+			op.Kind = v1alpha1.KindSource
+			op.Params = &v1alpha1.OperatorParams{TupleSize: i32(int32(1 + r.IntN(500)))}
+			if r.IntN(3) == 0 {
+				op.Params.TupleSize = nil
+			}
+		} else {
+			for k := 0; k < 1+r.IntN(2); k++ {
+				from := r.IntN(i)
+				streams = append(streams, peconfig.Stream{ID: int32(len(streams)),
+					From: v1alpha1.Endpoint{Operator: ops[from].Name}, To: v1alpha1.Endpoint{Operator: op.Name}})
+			}
+		}
+		ops = append(ops, op)
+	}
+	pes := make([]*peconfig.PE, nPEs)
+	owner := map[string]int{}
+	for i := range pes {
+		pes[i] = &peconfig.PE{Job: job, Namespace: "ns", Name: fmt.Sprintf("%s-pe-%d", job, i)}
+	}
+	for i, op := range ops {
+		k := r.IntN(nPEs)
+		if i < nPEs {
+			k = i // no PE is empty
+		}
+		owner[op.Name] = k
+		pes[k].Operators = append(pes[k].Operators, op)
+	}
+	for _, s := range streams {
+		a, b := owner[s.From.Operator], owner[s.To.Operator]
+		pes[a].Streams = append(pes[a].Streams, s)
+		if b != a {
+			pes[b].Streams = append(pes[b].Streams, s)
+		}
+	}
+	return pes
+}
+
+// PEs registered in any order get exactly the cross-PE streams whose two
+// ends are known, each with the tuple size a fresh walk of the graph gives
+// at that moment (memoised walks are kept across additions only where they
+// cannot have changed); removing a PE drops exactly its streams.
+func TestAddPEStreamsAndSizes(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 4))
+	for round := 0; round < 200; round++ {
+		f := newFake(uint64(round), map[string]float64{"n": 4})
+		job := fmt.Sprint("j", round)
+		pes := randomJob(r, job)
+		r.Shuffle(len(pes), func(a, b int) { pes[a], pes[b] = pes[b], pes[a] })
+		known := map[string]int{} // operator -> index in pes
+		seen := map[*stream]bool{}
+		check := func(upTo int) {
+			t.Helper()
+			j := f.d.jobs["ns/"+job]
+			want := map[string]bool{}
+			for _, cfg := range pes[:upTo] {
+				if f.d.pes["ns/"+cfg.Name] == nil {
+					continue
+				}
+				for _, s := range cfg.Streams {
+					a, okA := known[s.From.Operator]
+					b, okB := known[s.To.Operator]
+					if okA && okB && a != b && pes[a] == cfg {
+						want[itoa(s.ID)] = true
+					}
+				}
+			}
+			got := map[string]bool{}
+			for sk, st := range f.d.streams {
+				id := sk[len("ns/"+job+"/"):]
+				got[id] = true
+				if seen[st] {
+					continue
+				}
+				seen[st] = true
+				fresh := *j
+				fresh.payloadMemo, fresh.payloadMisses = nil, nil
+				var fromOp string
+				for _, s := range st.from.cfg.Streams {
+					if s.ID == st.id {
+						fromOp = s.From.Operator
+					}
+				}
+				if w := f.d.wireBytes(&fresh, fromOp); st.bytes != w {
+					t.Fatalf("round %d: stream %s carries %d-byte tuples, a fresh walk says %d", round, sk, st.bytes, w)
+				}
+				if (st.from.job != j) || st.to.job != j {
+					t.Fatalf("stream %s between jobs", sk)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("round %d: streams %v, want %v", round, got, want)
+			}
+		}
+		for i, cfg := range pes {
+			for _, op := range cfg.Operators {
+				known[op.Name] = i
+			}
+			f.d.AddPE(cfg)
+			check(i + 1)
+		}
+		// Remove one PE, then add it back.
+		k := r.IntN(len(pes))
+		f.d.RemovePE("ns", pes[k].Name)
+		for _, op := range pes[k].Operators {
+			delete(known, op.Name)
+		}
+		check(len(pes))
+		for _, x := range f.d.pes {
+			for _, s := range append(append([]*stream(nil), x.outs...), x.ins...) {
+				if s.from.name == pes[k].Name || s.to.name == pes[k].Name {
+					t.Fatalf("round %d: stream %d of removed PE %s still on %s", round, s.id, pes[k].Name, x.name)
+				}
+			}
+		}
+		for _, op := range pes[k].Operators {
+			known[op.Name] = k
+		}
+		f.d.AddPE(pes[k])
+		check(len(pes))
 	}
 }

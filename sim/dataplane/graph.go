@@ -162,10 +162,40 @@ type jobIndex struct {
 	// clears them (invalidate).
 	payloadMemo map[string]int32
 	keysMemo    map[string]int64
+	// payloadMisses are the operators payload walks looked up and did not
+	// find (their PE was not known yet); cyclic says a walk met an
+	// operator twice (the graph has a cycle).
+	payloadMisses map[string]bool
+	cyclic        bool
+	// into lists, by target operator, the cross-PE streams out of the
+	// job's PEs (a PE's configuration also holds the streams into it).
+	into map[string][]streamRef
+	// gen counts PEs added; profiles built before are stale.
+	gen uint64
+}
+
+// streamRef is stream idx of a PE's configuration.
+type streamRef struct {
+	from *pe
+	idx  int
 }
 
 // invalidate forgets derived facts after the job's PEs changed.
-func (j *jobIndex) invalidate() { j.payloadMemo, j.keysMemo = nil, nil }
+func (j *jobIndex) invalidate() {
+	j.payloadMemo, j.keysMemo, j.payloadMisses = nil, nil, nil
+}
+
+// added forgets derived facts after a PE was added. A memoised payload
+// depends only on the operators its walk looked up, so in an acyclic graph
+// it stays right unless the new PE brings an operator a walk missed (or
+// moves one), which stale says. In a cyclic graph a memo depends on where
+// the walk entered the cycle, so it is always dropped, as keys' memos are.
+func (j *jobIndex) added(stale bool) {
+	if stale {
+		j.payloadMemo, j.payloadMisses = nil, nil
+	}
+	j.keysMemo = nil
+}
 
 // inbound lists the streams into an operator. Every stream into an operator
 // is in the configuration of the PE that operator is fused into, so no walk
@@ -218,11 +248,16 @@ func (j *jobIndex) payload(name string, seen map[string]bool) int32 {
 
 func (j *jobIndex) payloadWalk(name string, seen map[string]bool) int32 {
 	if seen[name] {
+		j.cyclic = true
 		return 0
 	}
 	seen[name] = true
 	op := j.op(name)
 	if op == nil {
+		if j.payloadMisses == nil {
+			j.payloadMisses = map[string]bool{}
+		}
+		j.payloadMisses[name] = true
 		return 0
 	}
 	if op.Kind == v1alpha1.KindSource {
