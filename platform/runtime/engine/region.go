@@ -473,6 +473,19 @@ func (e *Engine) runRegionSource(ctx context.Context, n *node) {
 			e.mu.Unlock() // a reset moved it back meanwhile
 			continue
 		}
+		if rg.paused || n.hold {
+			// Nothing leaves a held source, not even the end of its
+			// streams: after a marker a stream carries nothing more until
+			// the region is Healthy again.
+			ch := rg.wake
+			e.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
 		if !n.finished {
 			e.log.Info("source finished", "operator", n.name, "epoch", e.epoch)
 			e.finish(n)
