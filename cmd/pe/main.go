@@ -1,7 +1,7 @@
 // Command pe is the Sluice processing-element runtime.
 //
 //	pe run   --config /etc/sluice/pe/pe.json --ports /etc/sluice/job/ports.json
-//	pe local --job workloads/pipeline.yaml [--dir DIR] [--base-port N] [--duration D]
+//	pe local --job workloads/pipeline.yaml [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store]
 //	pe bench [--quick]
 package main
 
@@ -35,7 +35,7 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   pe run   --config FILE --ports FILE [--listen-host H] [--listen-base N] [--health-addr ADDR]
            [--resolve service|local:FILE|local:pe=port,...] [--summary FILE] [--grace D] [--region-dir DIR]
-  pe local --job FILE [--dir DIR] [--base-port N] [--duration D]
+  pe local --job FILE [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store]
   pe bench [--quick]`)
 	os.Exit(2)
 }
@@ -220,6 +220,8 @@ func localCmd(args []string) error {
 	dir := fs.String("dir", "", "directory for configuration files, logs and summaries (default: a new temporary one)")
 	basePort := fs.Int("base-port", 20000, "first loopback port to use")
 	duration := fs.Duration("duration", 0, "stop after this long (0: when every sink completes, or on Ctrl-C)")
+	restart := fs.Bool("restart", false, "restart PE processes that die (always on for a Job with consistent regions)")
+	jobStore := fs.Bool("job-store", false, "consistent regions use the Job's checkpointStore instead of a filesystem store in DIR/checkpoints")
 	fs.Parse(args)
 	if *jobPath == "" {
 		return errors.New("local: --job is required")
@@ -239,7 +241,8 @@ func localCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return local.Run(ctx, local.Config{Binary: bin, Dir: *dir, BasePort: *basePort, Job: job}, *duration, os.Stdout)
+	return local.Run(ctx, local.Config{Binary: bin, Dir: *dir, BasePort: *basePort, Job: job, Supervise: *restart, JobStore: *jobStore},
+		*duration, os.Stdout)
 }
 
 func benchCmd(args []string) error {
