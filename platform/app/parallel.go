@@ -23,7 +23,7 @@ func ChannelOperator(op string, c int32) string { return fmt.Sprintf("%s-%d", op
 // The operators a parallel region adds around its channels: a split per
 // stream that enters the region and a union per stream that leaves it.
 func splitName(region string, k int) string { return fmt.Sprintf("%s-in%d", region, k) }
-func mergeName(region string, k int) string  { return fmt.Sprintf("%s-out%d", region, k) }
+func mergeName(region string, k int) string { return fmt.Sprintf("%s-out%d", region, k) }
 
 // channel says which channel of which region an expanded operator is.
 type channel struct {

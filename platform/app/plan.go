@@ -30,6 +30,9 @@ type Plan struct {
 	Regions []RegionPlan `json:",omitempty"`
 	// Parallel are the Job's parallel regions, in spec order.
 	Parallel []ParallelPlan `json:",omitempty"`
+	// Exports and Imports of the Job's export and import operators.
+	Exports []ExportPlan `json:",omitempty"`
+	Imports []ImportPlan `json:",omitempty"`
 }
 
 // PEName is the name of a Job's PE, of its ConfigMap and of its Service.
@@ -136,6 +139,7 @@ func BuildWidths(namespace, job string, spec *v1alpha1.JobSpec, widths Widths) (
 		dst.Inputs[k].Streams = append(dst.Inputs[k].Streams, int32(s))
 	}
 	plan.PortTable.Sort()
+	planImportExport(job, spec, plan)
 	planRegions(job, spec, plan)
 	plan.planParallel(job, origSpec, x)
 	return plan, nil

@@ -9,7 +9,7 @@ import "sluice.dev/sluice/platform/api/v1alpha1"
 func KnownKind(k v1alpha1.OperatorKind) bool {
 	switch k {
 	case v1alpha1.KindSource, v1alpha1.KindMap, v1alpha1.KindFilter, v1alpha1.KindAggregate,
-		v1alpha1.KindSplit, v1alpha1.KindUnion, v1alpha1.KindSink:
+		v1alpha1.KindSplit, v1alpha1.KindUnion, v1alpha1.KindSink, v1alpha1.KindExport, v1alpha1.KindImport:
 		return true
 	}
 	return false
@@ -18,7 +18,7 @@ func KnownKind(k v1alpha1.OperatorKind) bool {
 // InputPorts is the number of input ports of an operator.
 func InputPorts(op *v1alpha1.Operator) int32 {
 	switch op.Kind {
-	case v1alpha1.KindSource:
+	case v1alpha1.KindSource, v1alpha1.KindImport:
 		return 0
 	case v1alpha1.KindUnion:
 		if op.Params != nil && op.Params.Inputs != nil {
@@ -33,7 +33,7 @@ func InputPorts(op *v1alpha1.Operator) int32 {
 // OutputPorts is the number of output ports of an operator.
 func OutputPorts(op *v1alpha1.Operator) int32 {
 	switch op.Kind {
-	case v1alpha1.KindSink:
+	case v1alpha1.KindSink, v1alpha1.KindExport:
 		return 0
 	case v1alpha1.KindSplit:
 		if op.Params != nil && op.Params.Outputs != nil {

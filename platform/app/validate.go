@@ -74,7 +74,7 @@ func Validate(jobName string, spec *v1alpha1.JobSpec) (*Graph, field.ErrorList) 
 		}
 		g.Index[op.Name] = i
 		if !KnownKind(op.Kind) {
-			errs = append(errs, field.NotSupported(p.Child("kind"), op.Kind, []string{"source", "map", "filter", "aggregate", "split", "union", "sink"}))
+			errs = append(errs, field.NotSupported(p.Child("kind"), op.Kind, []string{"source", "map", "filter", "aggregate", "split", "union", "sink", "export", "import"}))
 		}
 		// The CRD schema bounds these, but Jobs read from files (local mode,
 		// experiment definitions) or stored by the simulated API server
@@ -149,6 +149,7 @@ func Validate(jobName string, spec *v1alpha1.JobSpec) (*Graph, field.ErrorList) 
 	}
 	g.Order = order
 	errs = append(errs, validateRegions(g)...)
+	errs = append(errs, validateImportExport(g)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}

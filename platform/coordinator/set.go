@@ -21,6 +21,8 @@ type Set struct {
 	Regions    *Coordinator[*v1alpha1.ConsistentRegion]
 	// ParallelRegions' status is written by the Job controller.
 	ParallelRegions *Coordinator[*v1alpha1.ParallelRegion]
+	Exports         *Coordinator[*v1alpha1.Export]
+	Imports         *Coordinator[*v1alpha1.Import]
 	// PE access objects of Jobs with consistent regions.
 	ServiceAccounts *Coordinator[*corev1.ServiceAccount]
 	Roles           *Coordinator[*rbacv1.Role]
@@ -38,6 +40,8 @@ func NewSet(c client.Client, clk clock.PassiveClock) *Set {
 		Pods:            New(c, clk, func() *corev1.Pod { return &corev1.Pod{} }),
 		Regions:         New(c, clk, func() *v1alpha1.ConsistentRegion { return &v1alpha1.ConsistentRegion{} }),
 		ParallelRegions: New(c, clk, func() *v1alpha1.ParallelRegion { return &v1alpha1.ParallelRegion{} }),
+		Exports:         New(c, clk, func() *v1alpha1.Export { return &v1alpha1.Export{} }),
+		Imports:         New(c, clk, func() *v1alpha1.Import { return &v1alpha1.Import{} }),
 		ServiceAccounts: New(c, clk, func() *corev1.ServiceAccount { return &corev1.ServiceAccount{} }),
 		Roles:           New(c, clk, func() *rbacv1.Role { return &rbacv1.Role{} }),
 		RoleBindings:    New(c, clk, func() *rbacv1.RoleBinding { return &rbacv1.RoleBinding{} }),
@@ -47,5 +51,5 @@ func NewSet(c client.Client, clk clock.PassiveClock) *Set {
 // Writes is the number of API writes all coordinators have made.
 func (s *Set) Writes() uint64 {
 	return s.Jobs.Writes() + s.PEs.Writes() + s.HostPools.Writes() + s.ConfigMaps.Writes() + s.Services.Writes() + s.Pods.Writes() +
-		s.Regions.Writes() + s.ParallelRegions.Writes() + s.ServiceAccounts.Writes() + s.Roles.Writes() + s.RoleBindings.Writes()
+		s.Regions.Writes() + s.ParallelRegions.Writes() + s.Exports.Writes() + s.Imports.Writes() + s.ServiceAccounts.Writes() + s.Roles.Writes() + s.RoleBindings.Writes()
 }

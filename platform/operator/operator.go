@@ -26,8 +26,8 @@ import (
 
 // The operator's permissions, generated into config/rbac by controller-gen.
 //
-// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs;streamspes;streamshostpools;streamsconsistentregions;streamsparallelregions,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs/status;streamspes/status;streamshostpools/status;streamsconsistentregions/status;streamsparallelregions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs;streamspes;streamshostpools;streamsconsistentregions;streamsparallelregions;streamsexports;streamsimports,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=streams.sluice.dev,resources=streamsjobs/status;streamspes/status;streamshostpools/status;streamsconsistentregions/status;streamsparallelregions/status;streamsexports/status;streamsimports/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods;configmaps;services,verbs=get;list;watch;create;update;patch;delete

@@ -56,10 +56,29 @@ type PE struct {
 	Streams []Stream `json:"streams"`
 	// Inputs are the PE's input ports, by Port.
 	Inputs []Input `json:"inputs"`
+	// Exports are the PE ports on which export operators serve importers;
+	// they are numbered after Inputs.
+	Exports []ExportPort `json:"exports,omitempty"`
+	// Imports name the Import object of each import operator, whose status
+	// says where to connect.
+	Imports []ImportRef `json:"imports,omitempty"`
 	// Region is set when the PE's operators are in a consistent region.
 	Region *Region `json:"region,omitempty"`
 	// Store is where the PE writes checkpoints (set with Region).
 	Store *Store `json:"store,omitempty"`
+}
+
+// ExportPort is a PE port that serves an export operator's stream: an
+// importing PE connects to it and receives the stream.
+type ExportPort struct {
+	Port     int32  `json:"port"`
+	Operator string `json:"operator"`
+}
+
+// ImportRef names the Import object of an import operator.
+type ImportRef struct {
+	Operator string `json:"operator"`
+	Resource string `json:"resource"`
 }
 
 // Region tells a PE which consistent region it belongs to and where to

@@ -22,8 +22,9 @@ func ConsistentRegion(job *v1alpha1.Job, r *app.RegionPlan) *v1alpha1.Consistent
 	}
 }
 
-// PEAccess is what the PEs of a Job with consistent regions need from the
-// API: read their regions, and annotate their own pods with progress.
+// PEAccess is what the PEs of a Job with consistent regions or imports need
+// from the API: read their regions and imports, and annotate their own pods
+// with progress.
 // Kubernetes RBAC cannot narrow "their own pod", so the Role allows patching
 // pods of the namespace; it grants nothing else.
 func PEAccess(job *v1alpha1.Job) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
@@ -31,7 +32,7 @@ func PEAccess(job *v1alpha1.Job) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.
 	sa := &corev1.ServiceAccount{ObjectMeta: jobMeta(job, name, v1alpha1.RolePEAccess, nil),
 		AutomountServiceAccountToken: ptr.To(false)}
 	role := &rbacv1.Role{ObjectMeta: jobMeta(job, name, v1alpha1.RolePEAccess, nil), Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"streamsconsistentregions"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"streamsconsistentregions", "streamsimports"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "patch"}},
 	}}
 	rb := &rbacv1.RoleBinding{ObjectMeta: jobMeta(job, name, v1alpha1.RolePEAccess, nil),
@@ -48,7 +49,7 @@ const checkpointHostPath = "/var/lib/sluice/checkpoints"
 // applyRegion gives the pod of a consistent-region PE its API identity and
 // its checkpoint store.
 func applyRegion(pod *corev1.Pod, pe *v1alpha1.ProcessingElement) {
-	if pe.Spec.Region == "" {
+	if pe.Spec.Region == "" && len(pe.Spec.Imports) == 0 {
 		return
 	}
 	pod.Spec.ServiceAccountName = PEAccessName(pe.Spec.JobName)

@@ -75,7 +75,7 @@ func PEConfig(job *v1alpha1.Job, pe *app.PEPlan) *corev1.ConfigMap {
 // addresses: a PE becomes ready only once its upstream peers have connected
 // to it, so routing only to ready pods would deadlock the submission.
 func PEService(job *v1alpha1.Job, pe *app.PEPlan) *corev1.Service {
-	if len(pe.Config.Inputs) == 0 {
+	if len(pe.Config.Inputs) == 0 && len(pe.Config.Exports) == 0 {
 		return nil
 	}
 	svc := &corev1.Service{
@@ -92,6 +92,11 @@ func PEService(job *v1alpha1.Job, pe *app.PEPlan) *corev1.Service {
 			Name: "in-" + strconv.Itoa(int(in.Port)), Port: port, Protocol: corev1.ProtocolTCP,
 		})
 	}
+	for _, ex := range pe.Config.Exports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
+			Name: "exp-" + strconv.Itoa(int(ex.Port)), Port: v1alpha1.PEInputPortBase + ex.Port, Protocol: corev1.ProtocolTCP,
+		})
+	}
 	return svc
 }
 
@@ -101,6 +106,24 @@ func HostPool(job *v1alpha1.Job, spec v1alpha1.HostPoolSpec) *v1alpha1.HostPool 
 		ObjectMeta: jobMeta(job, app.HostPoolName(job.Name, spec.Name), "host-pool", nil),
 		Spec:       spec,
 	}
+}
+
+func importNames(pe *app.PEPlan) []string {
+	var out []string
+	for _, im := range pe.Config.Imports {
+		out = append(out, im.Resource)
+	}
+	return out
+}
+
+// Export is the Export object of an export operator.
+func Export(job *v1alpha1.Job, e *app.ExportPlan) *v1alpha1.Export {
+	return &v1alpha1.Export{ObjectMeta: jobMeta(job, e.Resource, "export", nil), Spec: e.Spec}
+}
+
+// Import is the Import object of an import operator.
+func Import(job *v1alpha1.Job, i *app.ImportPlan) *v1alpha1.Import {
+	return &v1alpha1.Import{ObjectMeta: jobMeta(job, i.Resource, "import", nil), Spec: i.Spec}
 }
 
 // ConfigHash identifies a PE's configuration document.
@@ -140,12 +163,13 @@ func ProcessingElement(job *v1alpha1.Job, pe *app.PEPlan) *v1alpha1.ProcessingEl
 			JobName:         job.Name,
 			Index:           pe.Index,
 			Operators:       pe.Operators,
-			InputPorts:      int32(len(pe.Config.Inputs)),
+			InputPorts:      int32(len(pe.Config.Inputs) + len(pe.Config.Exports)),
 			Placement:       pe.Placement,
 			Template:        job.Spec.PE,
 			Region:          region,
 			CheckpointStore: store,
 			ConfigHash:      hash,
+			Imports:         importNames(pe),
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/conductors/broker"
 	"sluice.dev/sluice/platform/conductors/jobconductor"
 	"sluice.dev/sluice/platform/conductors/podconductor"
 	"sluice.dev/sluice/platform/conductors/regionconductor"
@@ -79,6 +80,13 @@ func Controllers(d Deps, co *Coordinators) []Controller {
 			Watches:    []Watch{{Object: &v1alpha1.ProcessingElement{}, Map: ByLabel(v1alpha1.LabelJob)}},
 			Reconciler: &jobconductor.Reconciler{Client: d.Client, Clock: d.Clock, Recorder: d.Recorder, Jobs: co.Jobs},
 			Workers:    2,
+		},
+		{
+			// Every request matches its whole namespace.
+			Name:       "broker",
+			For:        &v1alpha1.Import{},
+			Watches:    []Watch{{Object: &v1alpha1.Export{}, Map: broker.Namespace}},
+			Reconciler: &broker.Reconciler{Client: d.Client, Clock: d.Clock, Imports: co.Imports, Exports: co.Exports},
 		},
 		{
 			Name:       "regionconductor",

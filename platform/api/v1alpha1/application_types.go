@@ -3,7 +3,7 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // OperatorKind is one of the operators the PE runtime can run.
-// +kubebuilder:validation:Enum=source;map;filter;aggregate;split;union;sink
+// +kubebuilder:validation:Enum=source;map;filter;aggregate;split;union;sink;export;import
 type OperatorKind string
 
 const (
@@ -14,6 +14,10 @@ const (
 	KindSplit     OperatorKind = "split"
 	KindUnion     OperatorKind = "union"
 	KindSink      OperatorKind = "sink"
+	// KindExport offers its input stream to other Jobs (an Export resource).
+	KindExport OperatorKind = "export"
+	// KindImport receives streams other Jobs export (an Import resource).
+	KindImport OperatorKind = "import"
 )
 
 // Application is a graph of operators joined by streams of tuples.
@@ -250,6 +254,37 @@ type OperatorParams struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	CheckpointEvery *int64 `json:"checkpointEvery,omitempty"`
+
+	// StreamName an export offers its stream under, or an import asks for.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	StreamName string `json:"streamName,omitempty"`
+
+	// Properties of an exported stream, which imports select by.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Properties map[string]string `json:"properties,omitempty"`
+
+	// Subscription of an import: a Kubernetes label selector over the
+	// properties of exported streams (for example "kind=trades,region in (eu,us)").
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Subscription string `json:"subscription,omitempty"`
+
+	// Filter of an import: only tuples whose key modulo KeyModulo is one of
+	// KeyRemainders pass.
+	// +optional
+	Filter *ImportFilter `json:"filter,omitempty"`
+}
+
+// ImportFilter keeps the tuples of some keys.
+type ImportFilter struct {
+	// +kubebuilder:validation:Minimum=1
+	KeyModulo int64 `json:"keyModulo"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=1024
+	// +listType=set
+	KeyRemainders []int64 `json:"keyRemainders"`
 }
 
 // Endpoint is a port of an operator.

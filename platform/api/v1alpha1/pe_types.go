@@ -48,6 +48,11 @@ type ProcessingElementSpec struct {
 	// +optional
 	CheckpointStore *CheckpointStore `json:"checkpointStore,omitempty"`
 
+	// Imports are the Import objects of the PE's import operators.
+	// +listType=atomic
+	// +optional
+	Imports []string `json:"imports,omitempty"`
+
 	// ConfigHash identifies the PE's configuration (set for Jobs with
 	// parallel regions, whose PE configurations change with a width). A pod
 	// started from another configuration is replaced.

@@ -142,7 +142,13 @@ func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan
 	for _, pool := range plan.HostPools {
 		note(r.Coord.HostPools.Create(ctx, render.HostPool(job, pool)))
 	}
-	if len(plan.Regions) > 0 {
+	for i := range plan.Exports {
+		note(r.Coord.Exports.Create(ctx, render.Export(job, &plan.Exports[i])))
+	}
+	for i := range plan.Imports {
+		note(r.Coord.Imports.Create(ctx, render.Import(job, &plan.Imports[i])))
+	}
+	if plan.NeedsAPI() {
 		sa, role, rb := render.PEAccess(job)
 		note(r.Coord.ServiceAccounts.Create(ctx, sa))
 		note(r.Coord.Roles.Create(ctx, role))
