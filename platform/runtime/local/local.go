@@ -118,9 +118,11 @@ type PE struct {
 	// Region is the consistent region of the PE's operators ("" for none).
 	Region string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	started time.Time
+	exited  time.Time
 }
 
 // Cluster is a running local application.
@@ -294,9 +296,12 @@ func (c *Cluster) StartPE(name string) error {
 	go func() {
 		cmd.Wait()
 		log.Close()
+		p.mu.Lock()
+		p.exited = time.Now()
+		p.mu.Unlock()
 		close(done)
 	}()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.started = cmd, done, time.Now()
 	return nil
 }
 
@@ -313,6 +318,23 @@ func (p *PE) Pid() int {
 	default:
 	}
 	return p.cmd.Process.Pid
+}
+
+// crashedEarly reports whether the PE's last process exited by itself (not
+// by a signal) within a second of its start: a crash loop to back off from.
+func (p *PE) crashedEarly() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.ProcessState == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+	default:
+		return false
+	}
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && !ws.Signaled() && p.exited.Sub(p.started) < time.Second
 }
 
 func (p *PE) signal(sig syscall.Signal) chan struct{} {

@@ -37,6 +37,8 @@ type supervisor struct {
 	regions  []*regionRun
 	deadAt   map[string]time.Time
 	restarts map[string]int
+	// backoff is the restart delay of a PE in a crash loop.
+	backoff map[string]time.Duration
 }
 
 // regionRun is one region's status and history in the supervisor.
@@ -56,7 +58,7 @@ func newSupervisor(c *Cluster, log io.Writer) *supervisor {
 		log = io.Discard
 	}
 	s := &supervisor{c: c, log: log, start: time.Now(), http: &http.Client{Timeout: 250 * time.Millisecond},
-		done: make(chan struct{}), deadAt: map[string]time.Time{}, restarts: map[string]int{}}
+		done: make(chan struct{}), deadAt: map[string]time.Time{}, restarts: map[string]int{}, backoff: map[string]time.Duration{}}
 	for _, rp := range c.Regions {
 		s.regions = append(s.regions, &regionRun{plan: rp, name: rp.Spec.Region, path: regionctl.RegionFile(c.cfg.Dir, rp.Spec.Region)})
 	}
@@ -88,9 +90,11 @@ func (s *supervisor) run(ctx context.Context) {
 }
 
 // restartDead replaces a PE process that has been dead for the restart
-// delay, as a ReplicaSet-like owner would replace its pod. The new process
-// starts without the old one's progress file, so that the region never
-// takes the old process's epoch for the new one's.
+// delay, as a ReplicaSet-like owner would replace its pod. A process that
+// keeps failing on its own right after it starts is restarted with a
+// doubling delay (up to 5s), like a crash loop. The new process starts
+// without the old one's progress file, so that the region never takes the
+// old process's epoch for the new one's.
 func (s *supervisor) restartDead(now time.Time) {
 	for _, p := range s.c.PEs {
 		if s.c.stopping.Load() {
@@ -106,11 +110,17 @@ func (s *supervisor) restartDead(now time.Time) {
 		at, seen := s.deadAt[p.Name]
 		if !seen {
 			s.deadAt[p.Name] = now
+			if p.crashedEarly() {
+				s.backoff[p.Name] = min(max(2*s.backoff[p.Name], s.c.cfg.RestartDelay), 5*time.Second)
+			} else {
+				delete(s.backoff, p.Name)
+			}
 			s.mu.Unlock()
 			continue
 		}
+		delay := max(s.backoff[p.Name], s.c.cfg.RestartDelay)
 		s.mu.Unlock()
-		if now.Sub(at) < s.c.cfg.RestartDelay {
+		if now.Sub(at) < delay {
 			continue
 		}
 		if p.Region != "" {

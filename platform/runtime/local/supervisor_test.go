@@ -52,6 +52,9 @@ func fakePE(args []string) int {
 		return 1
 	}
 	pe, err := peconfig.ParsePE(b)
+	if err == nil && os.Getenv("SLUICE_FAKE_PE_CRASH") == pe.Name {
+		return 3
+	}
 	if err != nil || pe.Region == nil || *regionDir == "" || pe.Store == nil {
 		fmt.Fprintln(os.Stderr, "fake PE: no region configuration", err)
 		return 1
@@ -226,6 +229,42 @@ func TestSupervisorRunsRegionAndRestartsPEs(t *testing.T) {
 	for _, want := range []string{"Initializing -> Resetting", "Resetting -> Healthy", "Healthy -> Draining", "PE " + victim + " restarted", "PEOutOfSync"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+}
+
+// A PE that fails right after it starts is restarted with a doubling
+// delay: 100ms, 200ms, 400ms, 800ms, 1.6s, 3.2s leave room for at most
+// five restarts in 5s, however fast the machine (without the back-off a
+// restart comes every few hundred ms).
+func TestSupervisorBacksOffCrashLoops(t *testing.T) {
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_FAKE_PE", "1")
+	var log lockedBuffer
+	c, err := New(Config{Binary: bin, Dir: t.TempDir(), BasePort: freeBase(t, 8), Job: regionJob(t, time.Second), Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crasher := c.PEs[1].Name
+	t.Setenv("SLUICE_FAKE_PE_CRASH", crasher)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(2 * time.Second)
+	time.Sleep(5 * time.Second)
+	n := c.Restarts(crasher)
+	if n < 2 || n > 5 {
+		t.Fatalf("%s restarted %d times in 5s, want 2 to 5:\n%s", crasher, n, log.String())
+	}
+	if s, _ := c.RegionStatus("main"); s.State != v1alpha1.RegionInitializing {
+		t.Fatalf("region with a crashing PE: %+v", s)
+	}
+	for _, p := range c.PEs {
+		if p.Name != crasher && c.Restarts(p.Name) != 0 {
+			t.Fatalf("%s restarted", p.Name)
 		}
 	}
 }
