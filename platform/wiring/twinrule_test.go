@@ -15,7 +15,7 @@ import (
 // virtual time, so they may take time only from the injected clock.
 var reconcilePackages = []string{
 	"../controllers/job", "../controllers/pe", "../controllers/pod", "../controllers/hostpool",
-	"../conductors/jobconductor", "../conductors/podconductor",
+	"../conductors/jobconductor", "../conductors/podconductor", "../conductors/regionconductor", "../conductors/broker", "../region",
 	"../coordinator", "../conditions", "../app", "../render", ".",
 }
 
