@@ -40,6 +40,8 @@ const (
 	FaultDetected       = "fault_detected"
 	RecoveryConnected   = "recovery_connected"
 	RecoveryFlowing     = "recovery_flowing"
+	CheckpointDuration  = "checkpoint_duration"
+	ResetDuration       = "reset_duration"
 )
 
 // Units.
@@ -66,6 +68,8 @@ var catalogue = map[string]Info{
 	FaultDetected:       {FaultDetected, Seconds, "fault detection", "fault injected -> PE seen not connected"},
 	RecoveryConnected:   {RecoveryConnected, Seconds, "recovery (connected)", "fault injected -> PE Connected with a higher launch count"},
 	RecoveryFlowing:     {RecoveryFlowing, Seconds, "recovery (flowing)", "fault injected -> the PE's tuples flow again after it reconnected"},
+	CheckpointDuration:  {CheckpointDuration, Seconds, "checkpoint (drain) time", "consistent region Draining -> every PE wrote the checkpoint (status lastDrainDuration), per checkpoint"},
+	ResetDuration:       {ResetDuration, Seconds, "reset time", "consistent region Resetting -> every PE in sync at the new epoch (status lastResetDuration), first reset after each PE fault"},
 }
 
 // Lookup returns the catalogue entry of a metric.

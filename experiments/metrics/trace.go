@@ -123,6 +123,14 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 			if d, ok := tr.gc(n == GCJob); ok {
 				add("", secs(d))
 			}
+		case CheckpointDuration:
+			for _, r := range tr.checkpoints() {
+				add(r.subject, secs(r.d))
+			}
+		case ResetDuration:
+			for _, r := range tr.resets() {
+				add(r.subject, secs(r.d))
+			}
 		case FaultDetected, RecoveryConnected, RecoveryFlowing:
 			for _, f := range tr.faults() {
 				if d, ok := tr.recovery(f, n); ok {

@@ -47,7 +47,7 @@ func newRecorder(api *apiserver.Server, job *v1alpha1.Job) *recorder {
 // it generates, not nodes or leases (their heartbeats would dominate).
 func recorded(o client.Object) bool {
 	switch o.(type) {
-	case *v1alpha1.Job, *v1alpha1.ProcessingElement, *v1alpha1.HostPool,
+	case *v1alpha1.Job, *v1alpha1.ProcessingElement, *v1alpha1.HostPool, *v1alpha1.ConsistentRegion,
 		*corev1.Pod, *corev1.Service, *corev1.ConfigMap:
 		return true
 	}

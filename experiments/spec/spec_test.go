@@ -223,7 +223,7 @@ func TestCommittedDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"gc", "latency", "oversubscription", "recovery", "submission"}
+	want := []string{"checkpoint", "gc", "latency", "oversubscription", "recovery", "submission"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Fatal(diff)
 	}

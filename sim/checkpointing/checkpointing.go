@@ -140,6 +140,14 @@ func (m *Model) Params() Params { return m.p }
 // Records lists every drain and reset completed so far, in time order.
 func (m *Model) Records() []Record { return m.records }
 
+// Ready is false while a pod's process applies a reset: it has closed its
+// connections and reopens them once it restored its state (the kubelet's
+// readiness probe ANDs this with the data plane's connectivity).
+func (m *Model) Ready(pod *corev1.Pod) bool {
+	x := m.procs[client.ObjectKeyFromObject(pod)]
+	return x == nil || x.timer == nil || x.kind != Reset
+}
+
 // Stall makes the process of a PE (its current and later pods) stop
 // answering its region, or answer again: a hung PE for fault injection.
 func (m *Model) Stall(namespace, pe string, stalled bool) {

@@ -222,7 +222,7 @@ func TestDrainTimeGrowsWithState(t *testing.T) {
 // last checkpoint, the replacement pod's new process too once it runs, and
 // the reset's duration covers the pod's replacement.
 func TestPodDeletionResets(t *testing.T) {
-	const keys = 100000
+	const keys = 8000000 // 496 MB: a restore of some 6.5 s
 	s := start(t, 3, regionJob("rs", keys, 0, nil), false)
 	cr := s.until(30*time.Second, "two checkpoints", func(cr *v1alpha1.ConsistentRegion) bool { return cr.Status.LastCompletedSeq >= 2 })
 	old := s.podOf(s.pe(1))
@@ -264,6 +264,16 @@ func TestPodDeletionResets(t *testing.T) {
 	reported := s.c.Clock().Epoch().Add(resets[0].At)
 	if began.Before(deleted) || began.Add(cr.Status.LastResetDuration.Duration).Before(reported) || cr.Status.LastResetDuration.Duration < resets[0].Delay {
 		t.Fatalf("reset %v from %v; deleted at %v, replacement reported at %v", cr.Status.LastResetDuration, began, deleted, reported)
+	}
+	// The replacement is not ready (connected) before it restored.
+	pod := &corev1.Pod{}
+	if err := s.c.Client().Get(context.Background(), repl, pod); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && (c.Status != corev1.ConditionTrue || c.LastTransitionTime.Time.Before(reported.Truncate(time.Second))) {
+			t.Fatalf("replacement ready %s at %v, restored at %v", c.Status, c.LastTransitionTime, reported)
+		}
 	}
 	// And checkpoints go on in the new epoch.
 	seq := cr.Status.LastCompletedSeq

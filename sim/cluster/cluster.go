@@ -207,7 +207,11 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 		name := c.nodes[i]
 		q, _ := resource.ParseQuantity(ns.CPU)
 		k := kubelet.New(api, p.Kubelet, kubelet.Config{Node: name, Index: i, CPU: float64(q.MilliValue()) / 1000, Images: shape.Images})
-		k.Ready = c.dp.Ready
+		// A PE restoring a checkpoint has closed its connections until it
+		// has applied the reset.
+		k.Ready = func(pod *corev1.Pod, container string) bool {
+			return c.dp.Ready(pod, container) && c.ckpt.Ready(pod)
+		}
 		k.Demand = c.dp.Demand
 		k.OnRunning = c.dp.PodRunning
 		k.OnStopped = c.dp.PodStopped
