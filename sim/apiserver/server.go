@@ -292,6 +292,18 @@ func (s *Server) Watch(prototype client.Object, h func(ev WatchEvent)) *Watcher 
 	return w
 }
 
+// WatchShared is Watch without the per-event deep copy: the handler gets
+// the server's own (immutable) copy and must neither change it nor
+// anything it points to, as with a shared informer's objects. For the
+// models that only read what they watch (scheduler, network, node
+// lifecycle): with 10,000 pods, copies for every watcher of every pod
+// write were half of all allocation.
+func (s *Server) WatchShared(prototype client.Object, h func(ev WatchEvent)) *Watcher {
+	w := s.Watch(prototype, h)
+	w.shared = true
+	return w
+}
+
 // WatchPodsOn is Watch of Pods narrowed to those whose spec.nodeName is
 // node after the change (for Deleted, in their last state): the kubelet's
 // field-selected watch. Event types are not translated (a pod being bound
@@ -478,6 +490,22 @@ func (ks *kindStore) specEqual(a, b client.Object) bool {
 		}
 	}
 	return true
+}
+
+// status returns obj's Status field (a struct value).
+func (ks *kindStore) status(obj client.Object) any {
+	return reflect.ValueOf(obj).Elem().FieldByIndex(ks.statusIdx).Interface()
+}
+
+// copyStatusDeep sets dst's Status to a deep copy of src's, through the
+// status type's generated DeepCopy when it has one.
+func (ks *kindStore) copyStatusDeep(dst, src client.Object) {
+	f := reflect.ValueOf(src).Elem().FieldByIndex(ks.statusIdx)
+	if m := f.Addr().MethodByName("DeepCopy"); m.IsValid() {
+		reflect.ValueOf(dst).Elem().FieldByIndex(ks.statusIdx).Set(m.Call(nil)[0].Elem())
+		return
+	}
+	ks.copyStatus(dst, src.DeepCopyObject().(client.Object))
 }
 
 // copyStatus sets dst's Status to src's.

@@ -664,3 +664,45 @@ func TestWatchPodsOn(t *testing.T) {
 		t.Fatalf("deliveries\n got %v\nwant %v", calls, want)
 	}
 }
+
+// Shared watchers of a change get the one stored object; the others each
+// get their own copy. A status write that changes nothing sends nothing.
+func TestWatchSharedAndNoOpStatus(t *testing.T) {
+	e, s := newServer(t)
+	c := s.Client("test")
+	var shared, copies []client.Object
+	s.WatchShared(&corev1.Pod{}, func(ev WatchEvent) { shared = append(shared, ev.Object) })
+	s.WatchShared(&corev1.Pod{}, func(ev WatchEvent) { shared = append(shared, ev.Object) })
+	s.Watch(&corev1.Pod{}, func(ev WatchEvent) { copies = append(copies, ev.Object) })
+	s.Watch(&corev1.Pod{}, func(ev WatchEvent) { copies = append(copies, ev.Object) })
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p"}}
+	if err := c.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	e.RunUntil(time.Second)
+	if len(shared) != 2 || shared[0] != shared[1] || len(copies) != 2 || copies[0] == copies[1] || copies[0] == shared[0] {
+		t.Fatalf("shared %p, copies %p", shared, copies)
+	}
+	rv := p.ResourceVersion
+	p.Status.Phase = corev1.PodPending // unchanged
+	if err := c.Status().Update(ctx, p); err != nil || p.ResourceVersion != rv {
+		t.Fatalf("no-op status update: %v, rv %s -> %s", err, rv, p.ResourceVersion)
+	}
+	p.Status.Message = "x"
+	p.Spec.NodeName = "ignored"
+	if err := c.Status().Update(ctx, p); err != nil || p.ResourceVersion == rv || p.Spec.NodeName != "" || p.Status.Message != "x" {
+		t.Fatalf("status update: %v, rv %s, node %q, message %q", err, p.ResourceVersion, p.Spec.NodeName, p.Status.Message)
+	}
+	e.RunUntil(2 * time.Second)
+	if len(shared) != 4 {
+		t.Fatalf("%d shared deliveries, want 4 (create, one status change)", len(shared))
+	}
+	// The stored status is the server's own: changing the writer's object
+	// afterwards changes nothing stored.
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady})
+	var got corev1.Pod
+	_ = c.Get(ctx, client.ObjectKeyFromObject(p), &got)
+	if len(got.Status.Conditions) != 0 || got.Status.Message != "x" {
+		t.Fatalf("stored status %+v", got.Status)
+	}
+}

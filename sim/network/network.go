@@ -121,7 +121,7 @@ type Network struct {
 func New(api *apiserver.Server, p Params) *Network {
 	n := &Network{e: api.Engine(), p: p, pod: map[types.NamespacedName]*corev1.Pod{}, svc: map[types.NamespacedName]*service{},
 		svcByPair: map[string]map[types.NamespacedName]bool{}, podByPair: map[string]map[types.NamespacedName]bool{}}
-	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
+	api.WatchShared(&corev1.Pod{}, func(ev apiserver.WatchEvent) {
 		pod := ev.Object.(*corev1.Pod)
 		k := client.ObjectKeyFromObject(pod)
 		cand := map[types.NamespacedName]bool{}
@@ -159,7 +159,7 @@ func New(api *apiserver.Server, p Params) *Network {
 			n.recompute(sk, n.svc[sk])
 		}
 	})
-	api.Watch(&corev1.Service{}, func(ev apiserver.WatchEvent) {
+	api.WatchShared(&corev1.Service{}, func(ev apiserver.WatchEvent) {
 		svc := ev.Object.(*corev1.Service)
 		k := client.ObjectKeyFromObject(svc)
 		if old := n.svc[k]; old != nil && old.svc != nil {

@@ -62,8 +62,8 @@ func NewController(api *apiserver.Server, p Params) *Controller {
 	for i := range nl.Items {
 		nc.onNode(watch.Added, &nl.Items[i])
 	}
-	api.Watch(&corev1.Node{}, func(ev apiserver.WatchEvent) { nc.onNode(ev.Type, ev.Object.(*corev1.Node)) })
-	api.Watch(&coordinationv1.Lease{}, func(ev apiserver.WatchEvent) {
+	api.WatchShared(&corev1.Node{}, func(ev apiserver.WatchEvent) { nc.onNode(ev.Type, ev.Object.(*corev1.Node)) })
+	api.WatchShared(&coordinationv1.Lease{}, func(ev apiserver.WatchEvent) {
 		l := ev.Object.(*coordinationv1.Lease)
 		if l.Namespace != LeaseNamespace || ev.Type == watch.Deleted {
 			return

@@ -75,7 +75,7 @@ func NewEvictor(api *apiserver.Server, p Params) *Evictor {
 		e: api.Engine(), c: api.Client("system:serviceaccount:kube-system:taint-eviction-controller"), p: p,
 		pos: map[string]*corev1.Node{}, pod: map[types.NamespacedName]*corev1.Pod{}, due: map[types.NamespacedName]*scheduled{},
 	}
-	api.Watch(&corev1.Node{}, func(w apiserver.WatchEvent) {
+	api.WatchShared(&corev1.Node{}, func(w apiserver.WatchEvent) {
 		n := w.Object.(*corev1.Node)
 		if w.Type == watch.Deleted {
 			delete(ev.pos, n.Name)
@@ -86,7 +86,7 @@ func NewEvictor(api *apiserver.Server, p Params) *Evictor {
 			ev.process(k)
 		}
 	})
-	api.Watch(&corev1.Pod{}, func(w apiserver.WatchEvent) {
+	api.WatchShared(&corev1.Pod{}, func(w apiserver.WatchEvent) {
 		p := w.Object.(*corev1.Pod)
 		k := client.ObjectKeyFromObject(p)
 		if w.Type == watch.Deleted || p.Spec.NodeName == "" {

@@ -112,8 +112,8 @@ func New(api *apiserver.Server, p Params) *Scheduler {
 			s.onPod(apiserver.Added, &pl.Items[i])
 		}
 	}
-	api.Watch(&corev1.Node{}, func(ev apiserver.WatchEvent) { s.onNode(ev.Type, ev.Object.(*corev1.Node)) })
-	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) { s.onPod(ev.Type, ev.Object.(*corev1.Pod)) })
+	api.WatchShared(&corev1.Node{}, func(ev apiserver.WatchEvent) { s.onNode(ev.Type, ev.Object.(*corev1.Node)) })
+	api.WatchShared(&corev1.Pod{}, func(ev apiserver.WatchEvent) { s.onPod(ev.Type, ev.Object.(*corev1.Pod)) })
 	return s
 }
 
