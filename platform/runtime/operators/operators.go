@@ -70,6 +70,8 @@ type Env struct {
 	// Now is the current time in Unix nanoseconds; the engine reads the
 	// clock once per batch. Nil means time.Now.
 	Now func() int64
+	// Exchange is what export and import operators need (export.go).
+	Exchange *ExchangeEnv
 }
 
 // OriginID is the stable 32-bit ID of an operator that numbers tuples.
@@ -100,6 +102,10 @@ func New(op *v1alpha1.Operator, env Env) (Operator, error) {
 		return &Union{out: env.Out}, nil
 	case v1alpha1.KindSink:
 		return NewSink(op.Name, env), nil
+	case v1alpha1.KindExport:
+		return NewExport(op, env)
+	case v1alpha1.KindImport:
+		return NewImport(op, p, env)
 	}
 	return nil, fmt.Errorf("operator %q: unknown kind %q", op.Name, op.Kind)
 }
