@@ -111,6 +111,10 @@ func (b *Backend) barePods(ctx context.Context, sc spec.Scenario, rec *recorder,
 		if ready >= n {
 			break
 		}
+		if p := completedPod(rec.livePods(), baselineJob); p != nil {
+			// restartPolicy Never: an ended pod never becomes Ready.
+			return nil, fmt.Errorf("bare pod %s ended Succeeded before all %d were Ready (%s)", p.Name, n, lastTermination(p))
+		}
 		select {
 		case <-ctx.Done():
 		case <-rec.changed:
