@@ -24,6 +24,7 @@ import (
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/app"
 	"sluice.dev/sluice/platform/peconfig"
+	"sluice.dev/sluice/platform/runtime/exchange"
 	"sluice.dev/sluice/platform/runtime/metrics"
 	"sluice.dev/sluice/platform/runtime/operators"
 	"sluice.dev/sluice/platform/runtime/regionctl"
@@ -74,6 +75,9 @@ type Options struct {
 	Region regionctl.Control
 	// Store keeps the PE's checkpoints; required with Region.
 	Store CheckpointStore
+	// ImportWatch gives the watcher of an import operator's Import object
+	// (exchange.Kube.For in a cluster, exchange.Files.For locally).
+	ImportWatch exchange.WatchFunc
 }
 
 type dest struct {
@@ -141,6 +145,8 @@ type Engine struct {
 	server  *transport.Server
 	sinks   []*operators.Sink
 	aggs    map[string]*operators.Aggregate
+	imports []*operators.Import
+	exports []*operators.Export
 	tickers []operators.Ticker
 	sources []*node
 
@@ -198,6 +204,10 @@ func New(opts Options) (*Engine, error) {
 			names[operators.OriginID(name)] = name
 		}
 	}
+	// Export and import operators share this (exchange package).
+	xenv := &operators.ExchangeEnv{Job: pe.Job, ListenHost: opts.ListenHost, ListenBase: opts.ListenBase,
+		Exports: pe.Exports, Imports: pe.Imports, Watch: opts.ImportWatch,
+		Metrics: exchange.NewMetrics(e.m.Registry), Log: e.log}
 	byName := map[string]*node{}
 	for i := range pe.Operators {
 		op := &pe.Operators[i]
@@ -205,7 +215,7 @@ func New(opts Options) (*Engine, error) {
 			out: e.m.OperatorOut.WithLabelValues(op.Name), outs: make([][]dest, app.OutputPorts(op))}
 		names[operators.OriginID(op.Name)] = op.Name
 		o, err := operators.New(op, operators.Env{PE: pe.Name, Out: n, Epoch: tupleEpoch, Names: names,
-			Now: func() int64 { return e.now }})
+			Now: func() int64 { return e.now }, Exchange: xenv})
 		if err != nil {
 			return nil, err
 		}
@@ -217,6 +227,10 @@ func New(opts Options) (*Engine, error) {
 			e.sinks = append(e.sinks, x)
 		case *operators.Aggregate:
 			e.aggs[op.Name] = x
+		case *operators.Import:
+			e.imports = append(e.imports, x)
+		case *operators.Export:
+			e.exports = append(e.exports, x)
 		}
 		if t, ok := o.(operators.Ticker); ok {
 			e.tickers = append(e.tickers, t)
@@ -536,6 +550,13 @@ func (e *Engine) Summaries() []operators.Summary {
 	}
 	return out
 }
+
+// Imports are the PE's import operators (their Summary says what they
+// received and missed).
+func (e *Engine) Imports() []*operators.Import { return e.imports }
+
+// Exports are the PE's export operators.
+func (e *Engine) Exports() []*operators.Export { return e.exports }
 
 // Sinks are the PE's sink operators.
 func (e *Engine) Sinks() []*operators.Sink { return e.sinks }
