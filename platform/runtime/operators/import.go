@@ -175,6 +175,7 @@ func (i *Import) process(b *exchange.Batch) {
 	if restarts > 0 {
 		i.m.ImportRestarts.WithLabelValues(i.name, b.Export).Add(float64(restarts))
 	}
+	i.filtered += filtered
 	if filtered > 0 {
 		i.m.ImportFiltered.WithLabelValues(i.name).Add(float64(filtered))
 	}
