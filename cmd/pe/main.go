@@ -74,6 +74,7 @@ func runCmd(args []string) error {
 	batch := fs.Int("batch-bytes", 64<<10, "frame size at which a batch is sent")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	regionDir := fs.String("region-dir", "", "local mode: directory of the consistent-region files (region-<name>.json, progress-<pe>.json); empty: watch the ConsistentRegion in the cluster")
+	importDir := fs.String("import-dir", "", "local mode: directory of the Import files (import-<resource>.json); empty: watch the Import objects in the cluster")
 	fs.Parse(args)
 
 	var lv slog.Level
@@ -112,6 +113,10 @@ func runCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	watch, err := importWatch(pe, *importDir, ns, log)
+	if err != nil {
+		return err
+	}
 	var store engine.CheckpointStore
 	if ctl != nil {
 		st, err := openStore(pe.Store)
@@ -136,7 +141,7 @@ func runCmd(args []string) error {
 		}
 	}
 	e, err = engine.New(engine.Options{PE: pe, Ports: ports, ListenHost: *host, ListenBase: *base, Resolve: res,
-		Metrics: m, Log: log, Epoch: epoch, BatchBytes: *batch, Region: ctl, Store: store, OnComplete: func() {
+		Metrics: m, Log: log, Epoch: epoch, BatchBytes: *batch, Region: ctl, Store: store, ImportWatch: watch, OnComplete: func() {
 			log.Info("all sinks complete")
 			writeSummary()
 		}})
