@@ -223,7 +223,23 @@ func (r *run) waitUntil(d time.Duration, what string, f func() bool) {
 		r.c.Signal(p.Name, syscall.SIGQUIT)
 	}
 	time.Sleep(300 * time.Millisecond)
-	r.t.Fatalf("timed out after %s waiting for %s; region %+v", d, what, st)
+	r.t.Fatalf("timed out after %s waiting for %s; region %+v%s", d, what, st, r.stuckResets())
+}
+
+// stuckResets names the PEs whose goroutine dump shows a region reset
+// waiting for the engine's lock.
+func (r *run) stuckResets() string {
+	var out string
+	for _, p := range r.c.PEs {
+		b, _ := os.ReadFile(filepath.Join(p.Dir, "pe.log"))
+		for _, g := range strings.Split(string(b), "\n\ngoroutine ") {
+			if strings.Contains(g, "[sync.Mutex.Lock") && strings.Contains(g, "engine.(*Engine).reset(") {
+				out += fmt.Sprintf("\n%s: a region reset waits for the engine lock (goroutine dump in %s; SLUICE_KEEP_DIR=1 keeps it)", p.Name, filepath.Join(p.Dir, "pe.log"))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // kill SIGKILLs a PE and records the region's state at that moment.
