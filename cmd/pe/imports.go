@@ -4,7 +4,10 @@ import (
 	"log/slog"
 
 	"sluice.dev/sluice/platform/peconfig"
+	"sluice.dev/sluice/platform/runtime/engine"
 	"sluice.dev/sluice/platform/runtime/exchange"
+	"sluice.dev/sluice/platform/runtime/operators"
+	"sluice.dev/sluice/platform/runtime/regionctl"
 )
 
 // importWatch is how the PE's import operators learn where their exports
@@ -22,4 +25,23 @@ func importWatch(pe *peconfig.PE, importDir, namespace string, log *slog.Logger)
 		return nil, err
 	}
 	return k.For, nil
+}
+
+// importSummaryFile is what --import-summary writes.
+type importSummaryFile struct {
+	PE      string                    `json:"pe"`
+	Imports []operators.ImportSummary `json:"imports"`
+}
+
+// writeImportSummary writes what the PE's imports received and missed to
+// path (nothing without a path or without imports).
+func writeImportSummary(path string, pe string, e *engine.Engine) error {
+	if path == "" || e == nil || len(e.Imports()) == 0 {
+		return nil
+	}
+	f := importSummaryFile{PE: pe}
+	for _, im := range e.Imports() {
+		f.Imports = append(f.Imports, im.Summary())
+	}
+	return regionctl.WriteJSONAtomic(path, f)
 }

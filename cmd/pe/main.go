@@ -75,6 +75,7 @@ func runCmd(args []string) error {
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	regionDir := fs.String("region-dir", "", "local mode: directory of the consistent-region files (region-<name>.json, progress-<pe>.json); empty: watch the ConsistentRegion in the cluster")
 	importDir := fs.String("import-dir", "", "local mode: directory of the Import files (import-<resource>.json); empty: watch the Import objects in the cluster")
+	importSummary := fs.String("import-summary", "", "file the import operators' summary (received, missed per export) is written to with the sinks' summary")
 	fs.Parse(args)
 
 	var lv slog.Level
@@ -133,6 +134,9 @@ func runCmd(args []string) error {
 	epoch := uint32(time.Now().UnixNano()>>10) ^ uint32(os.Getpid())<<20
 	var e *engine.Engine
 	writeSummary := func() {
+		if err := writeImportSummary(*importSummary, pe.Name, e); err != nil {
+			log.Error("writing import summary", "err", err)
+		}
 		if *summary == "" || e == nil {
 			return
 		}
