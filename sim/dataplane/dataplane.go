@@ -84,8 +84,10 @@ type pe struct {
 	srcAcc  map[string]float64
 
 	ins, outs []*stream
-	key       string
-	busyNode  string // node it is accounted busy on, while cur != nil
+	// crossIn and crossOut are crossStreams of cfg, counted once.
+	crossIn, crossOut int
+	key               string
+	busyNode          string // node it is accounted busy on, while cur != nil
 }
 
 type stream struct {
@@ -176,6 +178,7 @@ func (d *DataPlane) AddPE(cfg *peconfig.PE) {
 			j.into[st.To.Operator] = append(j.into[st.To.Operator], streamRef{from: x, idx: i})
 		}
 	}
+	x.crossIn, x.crossOut = crossStreams(x)
 	j.pes[cfg.Name] = x
 	j.added(stale)
 	d.pes[k] = x
@@ -379,7 +382,7 @@ func crossStreams(x *pe) (in, out int) {
 }
 
 func (d *DataPlane) connected(x *pe) bool {
-	if in, out := crossStreams(x); len(x.ins) != in || len(x.outs) != out {
+	if len(x.ins) != x.crossIn || len(x.outs) != x.crossOut {
 		return false
 	}
 	for _, s := range x.ins {
@@ -456,7 +459,7 @@ func (d *DataPlane) nextBackoff(s *stream) time.Duration {
 }
 
 func (d *DataPlane) outputsConnected(x *pe) bool {
-	if _, out := crossStreams(x); len(x.outs) != out {
+	if len(x.outs) != x.crossOut {
 		return false
 	}
 	for _, s := range x.outs {

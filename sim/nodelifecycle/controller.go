@@ -46,6 +46,9 @@ type Controller struct {
 	p   Params
 
 	nodes map[string]*health
+	// notReady counts the nodes whose last known state is not Ready, kept
+	// by setNode so that disrupted need not walk every node for every node.
+	notReady int
 	// nextToken is when the NoExecute tainting rate limiter has a token.
 	nextToken time.Duration
 	retry     *engine.Timer
@@ -103,6 +106,9 @@ func readyStatus(n *corev1.Node) corev1.ConditionStatus {
 
 func (nc *Controller) onNode(typ watch.EventType, n *corev1.Node) {
 	if typ == watch.Deleted {
+		if h := nc.nodes[n.Name]; h != nil {
+			nc.setNode(h, nil)
+		}
 		delete(nc.nodes, n.Name)
 		return
 	}
@@ -121,7 +127,7 @@ func (nc *Controller) onNode(typ watch.EventType, n *corev1.Node) {
 		h.heartbeat = c.LastHeartbeatTime
 		h.probe = nc.e.Now()
 	}
-	h.node = n
+	nc.setNode(h, n)
 	// A node that reports again gets its taints reconciled without waiting
 	// for the next pass.
 	nc.reconcileTaints(n.Name, false)
@@ -181,7 +187,7 @@ func (nc *Controller) markUnknown(name string) {
 		}
 	}
 	if nc.c.Status().Update(ctx, &n) == nil {
-		nc.nodes[name].node = &n
+		nc.setNode(nc.nodes[name], &n)
 		nc.transitions = append(nc.transitions, Transition{At: nc.e.Now(), Node: name, Status: corev1.ConditionUnknown})
 		nc.markPodsNotReady(name)
 	}
@@ -217,16 +223,22 @@ func (nc *Controller) markPodsNotReady(node string) {
 	}
 }
 
+// setNode records a node's last known state (nil: forgotten).
+func (nc *Controller) setNode(h *health, n *corev1.Node) {
+	if h.node != nil && readyStatus(h.node) != corev1.ConditionTrue {
+		nc.notReady--
+	}
+	h.node = n
+	if n != nil && readyStatus(n) != corev1.ConditionTrue {
+		nc.notReady++
+	}
+}
+
 // disrupted reports whether NoExecute tainting is suspended: in a zone
 // where every node is not ready (full disruption) or, in a small cluster,
 // where at least unhealthyZoneThreshold of them and more than two are.
 func (nc *Controller) disrupted() bool {
-	notReady := 0
-	for _, h := range nc.nodes {
-		if readyStatus(h.node) != corev1.ConditionTrue {
-			notReady++
-		}
-	}
+	notReady := nc.notReady
 	total := len(nc.nodes)
 	if total == 0 || notReady == 0 {
 		return false
@@ -299,7 +311,7 @@ func (nc *Controller) reconcileTaints(name string, allowNoExecute bool) {
 	}
 	n.Spec.Taints = want
 	if nc.c.Update(ctx, &n) == nil {
-		h.node = &n
+		nc.setNode(h, &n)
 		if addNoExec && nc.p.NodeEvictionRate > 0 {
 			nc.nextToken = nc.e.Now() + time.Duration(float64(time.Second)/nc.p.NodeEvictionRate)
 		}

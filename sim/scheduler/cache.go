@@ -143,6 +143,7 @@ func (s *Scheduler) refresh(k types.NamespacedName) {
 	ni.agg.nonZero = ni.agg.nonZero.Add(pl.nz)
 	if pl.grp != "" {
 		ni.agg.groups[pl.grp]++
+		s.groupTotal[pl.grp]++
 	}
 	if pl.anti {
 		s.anti[k] = pl
@@ -166,6 +167,9 @@ func (s *Scheduler) unplace(k types.NamespacedName, pl *placement) {
 	if pl.grp != "" {
 		if ni.agg.groups[pl.grp]--; ni.agg.groups[pl.grp] == 0 {
 			delete(ni.agg.groups, pl.grp)
+		}
+		if s.groupTotal[pl.grp]--; s.groupTotal[pl.grp] == 0 {
+			delete(s.groupTotal, pl.grp)
 		}
 	}
 	delete(s.anti, k)

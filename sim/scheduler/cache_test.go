@@ -138,10 +138,35 @@ func randAffinityPod(r *rand.Rand, name string) *corev1.Pod {
 				corev1.WeightedPodAffinityTerm{Weight: int32(1 + r.IntN(100)), PodAffinityTerm: randTerm(r)})
 		}
 	}
-	if a.PodAffinity != nil || a.PodAntiAffinity != nil {
+	if r.IntN(4) == 0 {
+		a.NodeAffinity = &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{
+			Weight: 5, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
+				Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"z0"}}}}}}}
+	}
+	if a.PodAffinity != nil || a.PodAntiAffinity != nil || a.NodeAffinity != nil {
 		p.Spec.Affinity = &a
 	}
 	return p
+}
+
+// refScores is scoreNodes with every plugin computed and added.
+func refScores(pod *corev1.Pod, feasible, all []*NodeInfo, w Weights) []int64 {
+	st := newCycleState(pod, all, scanAnti(all))
+	total := make([]int64, len(feasible))
+	add := func(weight int64, s []int64) {
+		for i := range s {
+			total[i] += weight * s[i]
+		}
+	}
+	for i, n := range feasible {
+		la, ba := allocationScores(st.nonZero, n)
+		total[i] += w.LeastAllocated*la + w.BalancedAllocation*ba
+	}
+	add(w.Spread, spreadScores(st, feasible))
+	add(w.NodeAffinity, normalise(preferredNodeAffinity(pod, feasible), false))
+	add(w.TaintToleration, normalise(intolerablePreferNoSchedule(pod, feasible), true))
+	add(w.InterPodPreferences, preferredPodAffinity(pod, feasible, all))
+	return total
 }
 
 // The per-cycle precomputation of inter-pod (anti-)affinity gives the same
@@ -162,8 +187,19 @@ func TestCycleStateMatchesDefinition(t *testing.T) {
 			bind(ns[r.IntN(len(ns))], randAffinityPod(r, fmt.Sprint("e", i)))
 		}
 		pod := randAffinityPod(r, "new")
-		want := refPreferred(pod, ns, ns)
+		if r.IntN(3) == 0 {
+			ns[0].Node.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectPreferNoSchedule}}
+		}
+		w := Weights{LeastAllocated: 1, BalancedAllocation: 1, Spread: 2, NodeAffinity: 2, TaintToleration: 3, InterPodPreferences: 2}
 		st := newCycleState(pod, ns, scanAnti(ns))
+		st.groupAbsent = true
+		for _, n := range ns {
+			st.groupAbsent = st.groupAbsent && n.groupCount(pod, st.group) == 0
+		}
+		if got, ref := scoreNodes(st, ns, ns, w), refScores(pod, ns, ns, w); fmt.Sprint(got) != fmt.Sprint(ref) {
+			t.Fatalf("round %d: scores %v, every plugin computed %v", round, got, ref)
+		}
+		want := refPreferred(pod, ns, ns)
 		for _, n := range ns {
 			got, ref := st.filter(n), refInterPodAffinity(pod, n, ns)
 			if fmt.Sprint(got) != fmt.Sprint(ref) {
@@ -263,6 +299,15 @@ func checkView(t *testing.T, s *Scheduler) {
 				t.Fatalf("node %s: %d pods in %s's group, from scratch %d", names[i], a, p.Name, b)
 			}
 		}
+	}
+	totals := map[string]int64{}
+	for _, ni := range s.infos {
+		for g, c := range ni.agg.groups {
+			totals[g] += c
+		}
+	}
+	if fmt.Sprint(totals) != fmt.Sprint(s.groupTotal) {
+		t.Fatalf("group totals %v, from the nodes %v", s.groupTotal, totals)
 	}
 	for k, pl := range s.placed {
 		if (pl.anti) != (s.anti[k] != nil) {

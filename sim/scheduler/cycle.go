@@ -45,6 +45,25 @@ type cycleState struct {
 	// anti holds, per required anti-affinity term of the pod, the domains
 	// with a matching pod.
 	anti []domains
+	// groupAbsent says no node of the view holds a pod of the pod's spread
+	// group (known from the cache; false when not known).
+	groupAbsent bool
+	// Buffers the scheduler lends to each cycle (nothing outlives one).
+	feasible []*NodeInfo
+	buf      *[]int64
+}
+
+// scores returns a zeroed slice of n scores, in the lent buffer if any.
+func (st *cycleState) scores(n int) []int64 {
+	if st.buf == nil {
+		return make([]int64, n)
+	}
+	if cap(*st.buf) < n {
+		*st.buf = make([]int64, n)
+	}
+	out := (*st.buf)[:n]
+	clear(out)
+	return out
 }
 
 // scanAnti lists the pods of nodes that have required anti-affinity terms.

@@ -73,6 +73,11 @@ type Scheduler struct {
 	placed map[types.NamespacedName]*placement
 	anti   map[types.NamespacedName]*placement
 	list   []*NodeInfo
+	// groupTotal counts placed pods per spread group, over all NodeInfos.
+	groupTotal map[string]int64
+	// Buffers lent to each cycle.
+	feasible []*NodeInfo
+	scoreBuf []int64
 
 	q      map[types.NamespacedName]*queued
 	active []*queued
@@ -96,7 +101,9 @@ func New(api *apiserver.Server, p Params) *Scheduler {
 		infos:   map[string]*NodeInfo{},
 		placed:  map[types.NamespacedName]*placement{},
 		anti:    map[types.NamespacedName]*placement{},
-		q:       map[types.NamespacedName]*queued{},
+
+		groupTotal: map[string]int64{},
+		q:          map[types.NamespacedName]*queued{},
 	}
 	ctx := context.Background()
 	var nl corev1.NodeList
@@ -308,7 +315,11 @@ func (s *Scheduler) cycle(qi *queued) {
 	}
 	qi.attempts++
 	nodes := s.view()
-	d := schedule(newCycleState(pod, nodes, s.antiPods()), nodes, s.p.Weights, s.e.Rand())
+	st := newCycleState(pod, nodes, s.antiPods())
+	st.groupAbsent = st.group == "" || s.groupTotal[st.group] == 0
+	st.feasible, st.buf = s.feasible, &s.scoreBuf
+	d := schedule(st, nodes, s.p.Weights, s.e.Rand())
+	s.feasible = st.feasible
 	ev := Event{At: s.e.Now(), Pod: qi.key, Node: d.Node, Message: d.Message, Attempt: qi.attempts}
 	s.events = append(s.events, ev)
 	if s.OnEvent != nil {

@@ -24,26 +24,50 @@ const maxNodeScore = 100
 // scorer computes per-node plugin scores for one pod over the feasible nodes.
 // Each plugin yields 0..100 per node (normalised over the feasible nodes
 // where the real plugin normalises), then the weighted sum decides.
+//
+// Plugins whose raw scores are all zero are not computed: their normalised
+// scores are then known (0, or 100 for the reversed and spread ones).
 func scoreNodes(st *cycleState, feasible []*NodeInfo, all []*NodeInfo, w Weights) []int64 {
 	pod := st.pod
-	total := make([]int64, len(feasible))
+	total := st.scores(len(feasible))
 	add := func(weight int64, s []int64) {
 		for i := range s {
 			total[i] += weight * s[i]
 		}
 	}
-	req := st.nonZero
-	la := make([]int64, len(feasible))
-	ba := make([]int64, len(feasible))
-	for i, n := range feasible {
-		la[i], ba[i] = allocationScores(req, n)
+	addAll := func(v int64) {
+		for i := range total {
+			total[i] += v
+		}
 	}
-	add(w.LeastAllocated, la)
-	add(w.BalancedAllocation, ba)
-	add(w.Spread, spreadScores(st, feasible))
-	add(w.NodeAffinity, normalise(preferredNodeAffinity(pod, feasible), false))
-	add(w.TaintToleration, normalise(intolerablePreferNoSchedule(pod, feasible), true))
-	add(w.InterPodPreferences, preferredPodAffinity(pod, feasible, all))
+	req := st.nonZero
+	for i, n := range feasible {
+		la, ba := allocationScores(req, n)
+		total[i] += w.LeastAllocated*la + w.BalancedAllocation*ba
+	}
+	if st.groupAbsent {
+		addAll(w.Spread * maxNodeScore) // no node holds a pod of the group
+	} else {
+		add(w.Spread, spreadScores(st, feasible))
+	}
+	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && len(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) > 0 {
+		add(w.NodeAffinity, normalise(preferredNodeAffinity(pod, feasible), false))
+	}
+	tainted := false
+	for _, n := range feasible {
+		if len(n.Node.Spec.Taints) > 0 {
+			tainted = true
+			break
+		}
+	}
+	if tainted {
+		add(w.TaintToleration, normalise(intolerablePreferNoSchedule(pod, feasible), true))
+	} else {
+		addAll(w.TaintToleration * maxNodeScore)
+	}
+	if a := pod.Spec.Affinity; a != nil && (a.PodAffinity != nil || a.PodAntiAffinity != nil) {
+		add(w.InterPodPreferences, preferredPodAffinity(pod, feasible, all))
+	}
 	return total
 }
 
@@ -236,7 +260,8 @@ func Schedule(pod *corev1.Pod, nodes []*NodeInfo, w Weights, rnd *rand.Rand) Dec
 
 func schedule(st *cycleState, nodes []*NodeInfo, w Weights, rnd *rand.Rand) Decision {
 	d := Decision{Statuses: map[string]*Status{}}
-	var feasible []*NodeInfo
+	feasible := st.feasible[:0]
+	defer func() { st.feasible = feasible[:0] }()
 	for _, n := range nodes {
 		if s := st.filter(n); s != nil {
 			d.Statuses[n.Node.Name] = s
