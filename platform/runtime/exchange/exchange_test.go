@@ -342,3 +342,34 @@ func value(c prometheus.Metric) float64 {
 	}
 	return m.Gauge.GetValue()
 }
+
+// An exporter restarted at the same address (a pod restart: the Import's
+// status does not change) is reconnected to by the client on its own.
+func TestClientReconnectsToRestartedExporter(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	s1, err := Listen(ServerConfig{Addr: "127.0.0.1:0", Stream: "a", Operator: "ex", Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := s1.Addr().String()
+	c := newTestClient(t, m)
+	c.Update([]v1alpha1.ImportedStream{streamOf(s1, "a")})
+	waitFor(t, "connected", func() bool { return s1.Subscribers() == 1 })
+	s1.Publish(frameOf(0))
+	next(t, c)
+	s1.Close(time.Second)
+	waitFor(t, "disconnected", func() bool { ls := c.Links(); return len(ls) == 1 && !ls[0].Connected })
+	s2, err := Listen(ServerConfig{Addr: addr, Stream: "a", Operator: "ex", Metrics: m})
+	if err != nil {
+		t.Skipf("address %s taken meanwhile: %v", addr, err)
+	}
+	defer s2.Close(time.Second)
+	waitFor(t, "reconnected", func() bool { return s2.Subscribers() == 1 })
+	s2.Publish(frameOf(1))
+	if b := next(t, c); len(b.Tuples) != 1 || b.Tuples[0].Seq != 1 {
+		t.Errorf("after the restart: %+v", b)
+	}
+	if ls := c.Links(); ls[0].Connects != 2 {
+		t.Errorf("links %+v, want 2 connections", ls)
+	}
+}
