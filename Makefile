@@ -61,12 +61,12 @@ e2e: ## End-to-end tests on a real kind cluster (made and removed here; skips wi
 
 .PHONY: experiment
 experiment: ## Run one experiment: make experiment NAME=recovery [BACKEND=sim|kind|kind-baseline]; writes results/ and plots/.
-	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<submission|oversubscription|latency|gc|recovery> [BACKEND=sim|kind|kind-baseline]"; exit 2; }
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<submission|oversubscription|latency|gc|recovery|checkpoint> [BACKEND=sim|kind|kind-baseline]"; exit 2; }
 	@if [ "$(BACKEND)" != sim ]; then $(MAKE) image; fi
 	$(GO) run ./cmd/experiment -name $(NAME) -backend $(BACKEND) -out results -plots plots
 
 .PHONY: experiments
-experiments: ## Run all five experiments on BACKEND (default sim).
+experiments: ## Run all six experiments on BACKEND (default sim).
 	$(GO) run ./cmd/experiment -all -backend $(BACKEND) -out results -plots plots
 
 .PHONY: plots
