@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -22,18 +23,36 @@ import (
 // in this process, over loopback TCP, the importer following a local-mode
 // Import file.
 
-var quietLog = slog.New(slog.DiscardHandler)
+// Errors only (shown when a test fails).
+var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 func p64(v int64) *int64 { return &v }
 
+// freeBase finds a port with the next three free too (a PE listens on
+// base+i).
 func freeBase(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := l.Addr().(*net.TCPAddr).Port
+		ls := []net.Listener{l}
+		for i := 1; i < 4; i++ {
+			if x, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))); err == nil {
+				ls = append(ls, x)
+			}
+		}
+		for _, x := range ls {
+			x.Close()
+		}
+		if len(ls) == 4 {
+			return base
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no four free ports in a row")
+	return 0
 }
 
 // runPlan starts every PE of a plan in this process; stop shuts them

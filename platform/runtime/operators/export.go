@@ -152,10 +152,20 @@ func (e *Export) Finish() {
 // Run listens on the export port and sends partial frames every
 // FlushEvery until ctx ends.
 func (e *Export) Run(ctx context.Context, _ func(func()) bool, _ func()) error {
-	srv, err := exchange.Listen(e.cfg)
-	if err != nil {
-		e.log.Error("export: listen", "operator", e.name, "addr", e.cfg.Addr, "err", err)
-		return err
+	// A port that is busy now may be free soon (a previous incarnation
+	// closing): retry rather than leave the export unserved.
+	var srv *exchange.Server
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		var err error
+		if srv, err = exchange.Listen(e.cfg); err == nil {
+			break
+		}
+		e.log.Error("export: listen", "operator", e.name, "addr", e.cfg.Addr, "err", err, "retryIn", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 	e.mu.Lock()
 	e.srv = srv
