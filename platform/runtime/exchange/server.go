@@ -283,3 +283,14 @@ func (s *Server) Close(grace time.Duration) {
 	}
 	s.wg.Wait()
 }
+
+// queueLen is the longest subscriber queue (for tests).
+func (s *Server) queueLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for x := range s.set {
+		n = max(n, len(x.ch))
+	}
+	return n
+}
