@@ -130,7 +130,8 @@ func New(api *apiserver.Server, p Params, env Env) *Model {
 		m.regions[k] = cr
 		m.stepRegion(k)
 	})
-	api.Watch(&corev1.Pod{}, func(ev apiserver.WatchEvent) { m.pod(ev) })
+	// Read-only (nothing of the pod is kept): no copy per pod write.
+	api.WatchShared(&corev1.Pod{}, func(ev apiserver.WatchEvent) { m.pod(ev) })
 	return m
 }
 
