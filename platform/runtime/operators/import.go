@@ -121,10 +121,14 @@ func (i *Import) Run(ctx context.Context, do func(func()) bool, flush func()) er
 				i.log.Info("import: an export ended its stream", "operator", i.name, "export", b.Export)
 				continue
 			}
-			// Outside a region do always runs the step; inside one (not
-			// supported for imports yet) a held batch is lost.
-			if !do(step) {
-				continue
+			// Outside a region do always runs the step. Inside one, do
+			// waits while the region holds its sources and then declines:
+			// keep the batch and offer it again (an import cannot replay,
+			// so a region does not make it exactly-once).
+			for !do(step) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
 			flush()
 		}
