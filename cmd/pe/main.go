@@ -55,11 +55,24 @@ func main() {
 	default:
 		usage()
 	}
+	var stopped stoppedBySignal
+	if errors.As(err, &stopped) {
+		// A PE never ends on its own; one stopped by a signal did not
+		// finish, so it exits like a process killed by that signal. A
+		// liveness-probe kill then makes the pod Failed (relaunched under
+		// restartFailed), not Succeeded.
+		os.Exit(128 + int(stopped.sig))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pe:", err)
 		os.Exit(1)
 	}
 }
+
+// stoppedBySignal is how runCmd reports a graceful stop on a signal.
+type stoppedBySignal struct{ sig syscall.Signal }
+
+func (s stoppedBySignal) Error() string { return "stopped by " + s.sig.String() }
 
 func runCmd(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
@@ -179,6 +192,9 @@ func runCmd(args []string) error {
 		srv.Shutdown(ctx)
 		cancel()
 		log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+		if s, ok := sig.(syscall.Signal); ok {
+			return stoppedBySignal{sig: s}
+		}
 		return nil
 	}
 	return nil

@@ -63,9 +63,12 @@ func Pod(pe *v1alpha1.ProcessingElement, pools []*v1alpha1.HostPool, image strin
 			PeriodSeconds:    1,
 			FailureThreshold: 2,
 		},
+		// A generous timeout: on a busy node a 1 s probe timeout killed
+		// healthy PEs (seen on kind under load).
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(v1alpha1.PEHealthPort)}},
 			PeriodSeconds:    10,
+			TimeoutSeconds:   5,
 			FailureThreshold: 3,
 		},
 		VolumeMounts: []corev1.VolumeMount{
