@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,7 +165,10 @@ type Engine struct {
 	// epoch is the consistent-region epoch applied (always 0 outside a
 	// region); input from links of another epoch is dropped.
 	epoch uint64
-	rg    *regionState // nil outside a region
+	// appliedEpoch mirrors epoch for readers that must not wait for mu
+	// (a reset arriving while a source blocked in a writer holds it).
+	appliedEpoch atomic.Uint64
+	rg           *regionState // nil outside a region
 }
 
 // New builds the PE's operators and routes; Start runs them.

@@ -168,7 +168,9 @@ func (e *Engine) apply(cmd regionctl.Command) {
 func (e *Engine) reset(cmd regionctl.Command) {
 	rg := e.rg
 	epoch := uint64(max(cmd.Epoch, 0))
-	if epoch <= e.Epoch() {
+	// Not e.Epoch(): a source blocked on a writer to a dead peer holds
+	// e.mu until the writers below are interrupted.
+	if epoch <= e.appliedEpoch.Load() {
 		return
 	}
 	states := rg.initial
@@ -189,6 +191,7 @@ func (e *Engine) reset(cmd regionctl.Command) {
 	defer e.mu.Unlock()
 	rg.setPaused(true)
 	e.epoch = epoch
+	e.appliedEpoch.Store(epoch)
 	// Inputs first: closing the old connections drops what they still
 	// carry, and unblocks upstream writers stuck on us.
 	e.server.SetEpoch(epoch)
