@@ -260,7 +260,18 @@ func TestRegionOperatorRestartMidDrain(t *testing.T) {
 	for _, pe := range getRegion(t, ns).Spec.PEs {
 		p.stalled[pe] = true
 	}
-	cr := p.until(30*time.Second, "draining", func(cr *v1alpha1.ConsistentRegion) bool { return cr.Status.State == v1alpha1.RegionDraining })
+	// A drain none of the (stalled) PE processes has answered yet.
+	cr := p.until(30*time.Second, "draining", func(cr *v1alpha1.ConsistentRegion) bool {
+		if cr.Status.State != v1alpha1.RegionDraining {
+			return false
+		}
+		for _, pr := range p.progress {
+			if pr.Checkpointed >= cr.Status.CurrentSeq {
+				return false // answered before it was stalled
+			}
+		}
+		return true
+	})
 	seq, epoch := cr.Status.CurrentSeq, cr.Status.Epoch
 	stop() // the operator dies in the middle of the drain
 	p.stalled = map[string]bool{}
