@@ -11,14 +11,11 @@ import (
 	"slices"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/runtime/kubewatch"
 )
 
 // Watcher follows one Import object's matched streams.
@@ -147,22 +144,7 @@ func NewKube(o KubeOptions) (*Kube, error) {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
 	}
-	cfg := o.Config
-	if cfg == nil {
-		var err error
-		if cfg, err = rest.InClusterConfig(); err != nil {
-			return nil, fmt.Errorf("import watch: %w", err)
-		}
-	}
-	if cfg.QPS == 0 {
-		cfg = rest.CopyConfig(cfg)
-		cfg.QPS, cfg.Burst = 20, 30
-	}
-	s := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: s})
+	c, err := kubewatch.Client(o.Config)
 	if err != nil {
 		return nil, fmt.Errorf("import watch: %w", err)
 	}
@@ -185,73 +167,14 @@ type kubeWatcher struct {
 // Watch implements Watcher.
 func (w kubeWatcher) Watch(ctx context.Context, update func([]v1alpha1.ImportedStream)) error {
 	c := changes{update: update}
-	wait := time.Duration(0)
-	for ctx.Err() == nil {
-		got, err := w.once(ctx, &c)
-		if ctx.Err() != nil {
-			break
-		}
-		w.k.o.Log.Warn("import watch: watch ended; listing again", "import", w.name, "err", err)
-		if got {
-			wait = 0
-		}
-		if wait == 0 {
-			wait = w.k.o.MinBackoff
+	one := kubewatch.One{Client: w.k.c, Namespace: w.k.o.Namespace, Name: w.name, Log: w.k.o.Log, What: "import watch",
+		NewList: func() client.ObjectList { return &v1alpha1.ImportList{} }}
+	one.Run(ctx, &kubewatch.Backoff{Min: w.k.o.MinBackoff, Max: w.k.o.MaxBackoff}, func(obj client.Object) {
+		if im, ok := obj.(*v1alpha1.Import); ok {
+			c.send(im.Status.Streams)
 		} else {
-			wait = min(2*wait, w.k.o.MaxBackoff)
+			c.send(nil) // absent or deleted: no streams
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-	}
+	})
 	return nil
-}
-
-func (w kubeWatcher) listOptions(rv string, watch bool) *client.ListOptions {
-	return &client.ListOptions{Namespace: w.k.o.Namespace,
-		FieldSelector: fields.OneTermEqualSelector("metadata.name", w.name),
-		Raw:           &metav1.ListOptions{ResourceVersion: rv, Watch: watch, AllowWatchBookmarks: watch}}
-}
-
-// once lists and then watches until the watch fails; established says the
-// watch was opened (so the back-off starts over).
-func (w kubeWatcher) once(ctx context.Context, c *changes) (established bool, err error) {
-	var list v1alpha1.ImportList
-	if err := w.k.c.List(ctx, &list, w.listOptions("", false)); err != nil {
-		return false, fmt.Errorf("list: %w", err)
-	}
-	if len(list.Items) == 0 {
-		c.send(nil)
-	}
-	for i := range list.Items {
-		c.send(list.Items[i].Status.Streams)
-	}
-	wt, err := w.k.c.Watch(ctx, &v1alpha1.ImportList{}, w.listOptions(list.ResourceVersion, true))
-	if err != nil {
-		return false, fmt.Errorf("watch: %w", err)
-	}
-	defer wt.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return true, ctx.Err()
-		case ev, ok := <-wt.ResultChan():
-			if !ok {
-				return true, errors.New("watch channel closed")
-			}
-			switch ev.Type {
-			case watch.Added, watch.Modified:
-				if im, ok := ev.Object.(*v1alpha1.Import); ok {
-					c.send(im.Status.Streams)
-				}
-			case watch.Deleted:
-				c.send(nil)
-			case watch.Error:
-				return true, fmt.Errorf("watch error: %v", ev.Object)
-			}
-		}
-	}
 }

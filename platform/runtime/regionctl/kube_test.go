@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/runtime/kubewatch"
 )
 
 // startEnvtest runs a real kube-apiserver and etcd with the platform's
@@ -42,11 +43,7 @@ func startEnvtest(t *testing.T) (*envtest.Environment, client.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	s, err := kubeScheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: s})
+	c, err := kubewatch.Client(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
