@@ -5,6 +5,7 @@ package operator
 
 import (
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/wiring"
@@ -87,6 +89,9 @@ func Setup(mgr manager.Manager, peImage string) (*wiring.Coordinators, error) {
 		PEImage:  peImage,
 	}
 	co := wiring.NewCoordinators(deps)
+	if err := registerRegionMetrics(mgr.GetClient()); err != nil {
+		return nil, err
+	}
 	for _, c := range wiring.Controllers(deps, co) {
 		b := builder.ControllerManagedBy(mgr).Named(c.Name).For(c.For).
 			WithOptions(controller.Options{MaxConcurrentReconciles: max(c.Workers, 1)})
@@ -102,4 +107,24 @@ func Setup(mgr manager.Manager, peImage string) (*wiring.Coordinators, error) {
 		}
 	}
 	return co, nil
+}
+
+var (
+	metricsMu sync.Mutex
+	// collector is the registered RegionCollector: the latest manager's
+	// (tests start several managers in one process, one after another).
+	collector *RegionCollector
+)
+
+func registerRegionMetrics(r client.Reader) error {
+	metricsMu.Lock()
+	defer metricsMu.Unlock()
+	if collector != nil {
+		ctrlmetrics.Registry.Unregister(collector)
+	}
+	collector = NewRegionCollector(r)
+	if err := ctrlmetrics.Registry.Register(collector); err != nil {
+		return fmt.Errorf("region metrics: %w", err)
+	}
+	return nil
 }
