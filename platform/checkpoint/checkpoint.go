@@ -121,6 +121,19 @@ func ObjectName(k Key) (string, error) {
 	return dir + "/" + seqName(k.Seq), nil
 }
 
+// begin is what every keyed operation of a backend does first: check the
+// key, name the operation for errors, and refuse an ended context.
+func begin(ctx context.Context, verb string, k Key) (name, op string, err error) {
+	if name, err = ObjectName(k); err != nil {
+		return "", "", err
+	}
+	op = "checkpoint " + verb + " " + k.String()
+	if err := ctx.Err(); err != nil {
+		return "", "", fmt.Errorf("%s: %w", op, err)
+	}
+	return name, op, nil
+}
+
 func seqName(seq uint64) string {
 	return fmt.Sprintf("%0*d%s", seqDigits, seq, objectSuffix)
 }

@@ -47,13 +47,9 @@ func (s *fsStore) file(rel string) string {
 }
 
 func (s *fsStore) Put(ctx context.Context, key Key, data []byte) (err error) {
-	name, err := ObjectName(key)
+	name, op, err := begin(ctx, "put", key)
 	if err != nil {
 		return err
-	}
-	op := "checkpoint put " + key.String()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
 	}
 	final := s.file(name)
 	dir := filepath.Dir(final)
@@ -138,13 +134,9 @@ func syncDir(dir string) error {
 }
 
 func (s *fsStore) Get(ctx context.Context, key Key) ([]byte, error) {
-	name, err := ObjectName(key)
+	name, op, err := begin(ctx, "get", key)
 	if err != nil {
 		return nil, err
-	}
-	op := "checkpoint get " + key.String()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	obj, err := os.ReadFile(s.file(name))
 	if errors.Is(err, fs.ErrNotExist) {

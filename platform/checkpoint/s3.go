@@ -69,13 +69,9 @@ func (s *s3Store) object(rel string) string {
 }
 
 func (s *s3Store) Put(ctx context.Context, key Key, data []byte) error {
-	name, err := ObjectName(key)
+	name, op, err := begin(ctx, "put", key)
 	if err != nil {
 		return err
-	}
-	op := "checkpoint put " + key.String()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
 	}
 	// Header and body are sent as one stream of known length, without
 	// copying the body.
@@ -89,13 +85,9 @@ func (s *s3Store) Put(ctx context.Context, key Key, data []byte) error {
 }
 
 func (s *s3Store) Get(ctx context.Context, key Key) ([]byte, error) {
-	name, err := ObjectName(key)
+	name, op, err := begin(ctx, "get", key)
 	if err != nil {
 		return nil, err
-	}
-	op := "checkpoint get " + key.String()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	obj, err := s.client.GetObject(ctx, s.bucket, s.object(name), minio.GetObjectOptions{})
 	if err != nil {

@@ -46,11 +46,16 @@ func TestRegionCollectorReadsStatus(t *testing.T) {
 	}
 	main, agg := "{job=j,namespace=ns,region=main}", "{job=j,namespace=ns,region=agg}"
 	want := map[string]float64{
-		"sluice_region_last_checkpoint_seq" + main: 7, "sluice_region_resets_total" + main: 2,
-		"sluice_region_checkpoints_total" + main: 7, "sluice_region_checkpoint_bytes" + main: 4096,
-		"sluice_region_last_drain_seconds" + main: 0.25, "sluice_region_last_reset_seconds" + main: 1.5,
+		"sluice_region_last_checkpoint_seq" + main:                          7,
+		"sluice_region_resets_total" + main:                                 2,
+		"sluice_region_checkpoints_total" + main:                            7,
+		"sluice_region_checkpoint_bytes" + main:                             4096,
+		"sluice_region_last_drain_seconds" + main:                           0.25,
+		"sluice_region_last_reset_seconds" + main:                           1.5,
 		"sluice_region_state{job=j,namespace=ns,region=main,state=Healthy}": 1,
-		"sluice_parallel_width" + agg: 2, "sluice_parallel_wanted_width" + agg: 4, "sluice_parallel_last_rebalance_seconds" + agg: 3,
+		"sluice_parallel_width" + agg:                                       2,
+		"sluice_parallel_wanted_width" + agg:                                4,
+		"sluice_parallel_last_rebalance_seconds" + agg:                      3,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("metrics (-want +got):\n%s", diff)
