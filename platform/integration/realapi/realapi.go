@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,15 +52,45 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
+// newEnvironment is envtest with the platform's CRDs.
+func newEnvironment() *envtest.Environment {
+	return &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+}
+
+// APIServer starts a bare kube-apiserver and etcd with the platform's CRDs
+// for one test (no operator, no garbage collector) and stops them when it
+// ends. Without assets the test is skipped, unless Required. shortWatches
+// makes the server end every watch after 1-2 s, so that a client must list
+// and watch again.
+func APIServer(t testing.TB, shortWatches bool) *rest.Config {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		if Required() {
+			t.Fatal(ErrNoAssets)
+		}
+		t.Skip(ErrNoAssets)
+	}
+	env := newEnvironment()
+	if shortWatches {
+		env.ControlPlane.GetAPIServer().Configure().Set("min-request-timeout", "1")
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return cfg
+}
+
 // Start starts envtest (and the garbage collector when it can).
 func Start() (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, ErrNoAssets
 	}
-	e := &Env{env: &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}}
+	e := &Env{env: newEnvironment()}
 	var err error
 	if e.Config, err = e.env.Start(); err != nil {
 		return nil, fmt.Errorf("envtest: %w", err)

@@ -2,39 +2,22 @@ package exchange
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/integration/realapi"
 )
 
 // The Kube watcher against a real kube-apiserver (envtest); skipped
 // without assets unless SLUICE_REQUIRE_ENVTEST is set.
 func TestKubeWatcherAgainstAPIServer(t *testing.T) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		if os.Getenv("SLUICE_REQUIRE_ENVTEST") != "" {
-			t.Fatal("KUBEBUILDER_ASSETS is not set and SLUICE_REQUIRE_ENVTEST is")
-		}
-		t.Skip("KUBEBUILDER_ASSETS is not set (`make test` sets it)")
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
 	// Watches end after 1-2 s, so that the watcher has to list again.
-	env.ControlPlane.GetAPIServer().Configure().Set("min-request-timeout", "1")
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg := realapi.APIServer(t, true)
 	s := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)

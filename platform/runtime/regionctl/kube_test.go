@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,44 +12,27 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/integration/realapi"
 	"sluice.dev/sluice/platform/runtime/kubewatch"
 )
 
 // startEnvtest runs a real kube-apiserver and etcd with the platform's
-// CRDs; without assets the test is skipped unless SLUICE_REQUIRE_ENVTEST
-// says the run must have them.
-func startEnvtest(t *testing.T) (*envtest.Environment, client.Client) {
-	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		if os.Getenv("SLUICE_REQUIRE_ENVTEST") != "" {
-			t.Fatal("KUBEBUILDER_ASSETS is not set and SLUICE_REQUIRE_ENVTEST is")
-		}
-		t.Skip("KUBEBUILDER_ASSETS is not set (`make test` sets it)")
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	// Watches end after 1-2 s, so that the test sees Kube list again.
-	env.ControlPlane.GetAPIServer().Configure().Set("min-request-timeout", "1")
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+// CRDs, ending watches every 1-2 s so that the test sees Kube list again.
+func startEnvtest(t *testing.T) (*rest.Config, client.Client) {
+	cfg := realapi.APIServer(t, true)
 	c, err := kubewatch.Client(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env, c
+	return cfg, c
 }
 
 func TestKubeAgainstAPIServer(t *testing.T) {
-	env, c := startEnvtest(t)
+	cfg, c := startEnvtest(t)
 	ctx := context.Background()
 	const ns = "default"
 
@@ -61,7 +42,7 @@ func TestKubeAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	k, err := NewKube(KubeOptions{Config: env.Config, Namespace: ns, Resource: "job-main", Pod: pod.Name,
+	k, err := NewKube(KubeOptions{Config: cfg, Namespace: ns, Resource: "job-main", Pod: pod.Name,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -141,7 +122,7 @@ func TestKubeAgainstAPIServer(t *testing.T) {
 	// A report for a pod that does not exist is tried ReportAttempts
 	// times, or until its context ends, then fails.
 	var missLog syncBuffer
-	missing, err := NewKube(KubeOptions{Config: env.Config, Namespace: ns, Resource: "job-main", Pod: "nobody",
+	missing, err := NewKube(KubeOptions{Config: cfg, Namespace: ns, Resource: "job-main", Pod: "nobody",
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, ReportAttempts: 3,
 		Log: slog.New(slog.NewTextHandler(&missLog, nil))})
 	if err != nil {
