@@ -7,7 +7,6 @@ package exactlyonce
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,31 +93,14 @@ func job() *v1alpha1.Job {
 
 func int32p(v int32) *int32 { return &v }
 
-// freeBase finds n consecutive loopback ports that can be bound, below the
-// ephemeral range.
+// freeBase is local.FreeBase for a test.
 func freeBase(t *testing.T, n int, rng *rand.Rand) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 21000 + rng.IntN(9000)
-		var ls []net.Listener
-		ok := true
-		for i := 0; i < n; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := local.FreeBase(n, rng)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port range")
-	return 0
+	return base
 }
 
 // run is one local run of the workload.

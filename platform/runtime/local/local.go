@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -619,4 +620,35 @@ loop:
 		}
 	}
 	return stopErr
+}
+
+// FreeBase finds n consecutive loopback ports that can be bound now, below
+// the ephemeral range so that outgoing connections do not take them: a
+// BasePort for runs that must not collide with others on the machine (as
+// tests running at once do). rng picks where to look (nil: any).
+func FreeBase(n int, rng *rand.Rand) (int, error) {
+	pick := rand.IntN
+	if rng != nil {
+		pick = rng.IntN
+	}
+	for try := 0; try < 50; try++ {
+		base := 21000 + pick(9000)
+		var ls []net.Listener
+		ok := true
+		for i := 0; i < n; i++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d free loopback ports in a row", n)
 }

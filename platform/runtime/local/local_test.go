@@ -3,8 +3,6 @@ package local
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,31 +29,14 @@ func buildPE(t *testing.T) string {
 	return bin
 }
 
-// freeBase finds n consecutive loopback ports that can be bound, below the
-// ephemeral range so that outgoing connections do not take them.
+// freeBase is FreeBase for a test.
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 21000 + rand.IntN(9000)
-		var ls []net.Listener
-		ok := true
-		for i := 0; i < n; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := FreeBase(n, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port range")
-	return 0
+	return base
 }
 
 func pipeline(t *testing.T, edit func(ops []v1alpha1.Operator)) *v1alpha1.Job {

@@ -14,6 +14,7 @@ import (
 	"sluice.dev/sluice/platform/app"
 	"sluice.dev/sluice/platform/runtime/engine"
 	"sluice.dev/sluice/platform/runtime/exchange"
+	"sluice.dev/sluice/platform/runtime/local"
 	"sluice.dev/sluice/platform/runtime/operators"
 	"sluice.dev/sluice/platform/runtime/regionctl"
 	"sluice.dev/sluice/platform/runtime/wire"
@@ -32,27 +33,11 @@ func p64(v int64) *int64 { return &v }
 // base+i).
 func freeBase(t *testing.T) int {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		ls := []net.Listener{l}
-		for i := 1; i < 4; i++ {
-			if x, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))); err == nil {
-				ls = append(ls, x)
-			}
-		}
-		for _, x := range ls {
-			x.Close()
-		}
-		if len(ls) == 4 {
-			return base
-		}
+	base, err := local.FreeBase(4, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no four free ports in a row")
-	return 0
+	return base
 }
 
 // runPlan starts every PE of a plan in this process; stop shuts them
