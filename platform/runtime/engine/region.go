@@ -132,6 +132,9 @@ func (e *Engine) startRegion() {
 
 func (e *Engine) commandLoop() {
 	defer e.wg.Done()
+	next := make(chan regionctl.Command, 1)
+	e.wg.Add(1)
+	go e.applyLoop(next)
 	cmds := e.rg.ctrl.Commands()
 	for {
 		select {
@@ -141,6 +144,33 @@ func (e *Engine) commandLoop() {
 			if !ok {
 				return
 			}
+			if cmd.State == v1alpha1.RegionResetting && uint64(max(cmd.Epoch, 0)) > e.appliedEpoch.Load() {
+				// The command being applied may wait for the engine lock,
+				// which a source blocked on a writer to a dead peer holds:
+				// release the writers now, not when the reset's turn comes.
+				// What they drop belongs to the epoch the reset discards.
+				for _, w := range e.writers {
+					w.Interrupt()
+				}
+			}
+			// Latest wins, as on the control's own channel.
+			select {
+			case <-next:
+			default:
+			}
+			next <- cmd
+		}
+	}
+}
+
+// applyLoop applies commands one at a time.
+func (e *Engine) applyLoop(next <-chan regionctl.Command) {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case cmd := <-next:
 			e.apply(cmd)
 		}
 	}
