@@ -8,11 +8,14 @@ import (
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 	"sluice.dev/sluice/platform/app"
+	"sluice.dev/sluice/platform/controllers/job"
 )
 
 // createParallelJob submits src -> agg -> sink with agg in a parallel
@@ -176,4 +179,92 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestParallelUnschedulableWidthRollsBack: a new channel's pod finds no
+// node, so after the grace period the Job goes back to the running width,
+// says why in the region's condition and an event, and the width stays
+// refused until the user asks for another.
+func TestParallelUnschedulableWidthRollsBack(t *testing.T) {
+	defer startOperator(t)()
+	ns := namespace(t)
+	createParallelJob(t, ns)
+	region := app.ParallelResourceName("par", "agg")
+	rebalanced(t, ns, region, 2)
+	waitPhase(t, ns, "par", v1alpha1.JobSubmitted, 30*time.Second)
+	before := podUIDs(t, ns)
+
+	scale(t, ns, region, 3)
+	// The scheduler's verdict on the new channel's pod, given a while ago
+	// (as if the grace period had passed).
+	pod := &corev1.Pod{}
+	eventually(t, 30*time.Second, "pod of the new channel", func() (bool, string) {
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: app.PodName("par-agg-2", 1)}, pod)
+		return err == nil, fmt.Sprint(err)
+	})
+	pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: corev1.PodScheduled,
+		Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+		Message:            "0/3 nodes are available: 3 Insufficient cpu.",
+		LastTransitionTime: metav1.NewTime(time.Now().Add(-2 * job.DefaultUnschedulableGrace))})
+	if err := k8s.Status().Update(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+
+	pr := &v1alpha1.ParallelRegion{}
+	eventually(t, 60*time.Second, "width 3 refused and width 2 running again", func() (bool, string) {
+		kubelet(t, ns, "node-a")
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: region}, pr); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(pr.Status.Conditions, job.ConditionRebalanced)
+		p := &v1alpha1.ProcessingElement{}
+		gone := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "par-agg-2"}, p) != nil || p.DeletionTimestamp != nil
+		ok := c != nil && c.Reason == job.ReasonUnschedulable && pr.Status.Width == 2 && pr.Status.RebalanceStarted == nil && gone
+		return ok, fmt.Sprintf("condition %+v, status width %d, par-agg-2 gone %v", c, pr.Status.Width, gone)
+	})
+	c := meta.FindStatusCondition(pr.Status.Conditions, job.ConditionRebalanced)
+	if c.Status != metav1.ConditionFalse || !containsAll(c.Message, "width 3 cannot run", "par-agg-2", "Insufficient cpu", "width 2 kept") {
+		t.Errorf("condition %+v", c)
+	}
+	if pr.Spec.Width != 3 {
+		t.Errorf("the user's width was changed to %d", pr.Spec.Width)
+	}
+	after := podUIDs(t, ns)
+	for _, pe := range []string{"par-agg-0", "par-agg-1"} {
+		if after[pe] != before[pe] {
+			t.Errorf("channel PE %s got a new pod", pe)
+		}
+	}
+	cm := &corev1.ConfigMap{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "par-pe-0"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	if !containsAll(cm.Data[v1alpha1.PEConfigKey], `"outputs":2`) {
+		t.Errorf("split of par-pe-0 not back at 2 outputs: %s", cm.Data[v1alpha1.PEConfigKey])
+	}
+	waitPhase(t, ns, "par", v1alpha1.JobSubmitted, 30*time.Second)
+	eventually(t, 30*time.Second, "an Unschedulable event on the region", func() (bool, string) {
+		var evs corev1.EventList
+		_ = k8s.List(context.Background(), &evs, client.InNamespace(ns))
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == region && e.Reason == job.ReasonUnschedulable {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(evs.Items))
+	})
+	// Still refused a while later: the Job does not try width 3 again.
+	time.Sleep(2 * time.Second)
+	var pes v1alpha1.ProcessingElementList
+	if err := k8s.List(context.Background(), &pes, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(pes.Items) != 4 {
+		t.Errorf("%d PEs after the rollback, want 4", len(pes.Items))
+	}
+
+	// Asking again (a new generation) tries again; now it fits.
+	scale(t, ns, region, 2)
+	scale(t, ns, region, 3)
+	rebalanced(t, ns, region, 3)
 }

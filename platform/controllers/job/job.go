@@ -34,6 +34,9 @@ type Reconciler struct {
 	Clock    clock.PassiveClock
 	Recorder record.EventRecorder
 	Coord    *coordinator.Set
+	// UnschedulableGrace is how long a width change waits for a node
+	// before it is rolled back (DefaultUnschedulableGrace when zero).
+	UnschedulableGrace time.Duration
 }
 
 // RetryPoll is how often a retrying Job looks whether its old children are gone.
@@ -170,7 +173,7 @@ func (r *Reconciler) ensureChildren(ctx context.Context, job *v1alpha1.Job, plan
 		for i := range plan.Parallel {
 			note(r.Coord.ParallelRegions.Create(ctx, render.ParallelRegion(job, &plan.Parallel[i])))
 		}
-		settled, err := r.reconfigure(ctx, job, plan, note)
+		settled, err := r.reconfigure(ctx, job, plan, par, note)
 		if err != nil {
 			errs = append(errs, err)
 		}

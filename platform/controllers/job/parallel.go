@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,19 +22,51 @@ import (
 // ConditionRebalanced is the ParallelRegion condition of a width change.
 const ConditionRebalanced = "Rebalanced"
 
+// Reasons of a refused width: it does not plan, or its pods found no node.
+const (
+	ReasonWidthRefused  = "WidthRefused"
+	ReasonUnschedulable = "Unschedulable"
+)
+
+// DefaultUnschedulableGrace is how long a pod of a width change may wait
+// for a node before the change is rolled back. The scheduler reports a pod
+// unschedulable on its first failed attempt, which is often transient
+// during a rebalance (the relaunched PEs' old pods still hold their CPU).
+const DefaultUnschedulableGrace = time.Minute
+
 // parallelState is what the Job controller knows of a Job's parallel
 // regions when it plans.
 type parallelState struct {
 	regions map[string]*v1alpha1.ParallelRegion // by region name
 	// refused holds, per region, why its wanted width cannot run.
 	refused map[string]string
+	// reason is the condition reason of each refusal.
+	reason map[string]string
+	// changing holds the regions moving from a running width to another.
+	changing map[string]bool
+}
+
+// refuse records that region's wanted width cannot run, and why.
+func (st *parallelState) refuse(region, reason, msg string) {
+	st.refused[region], st.reason[region] = msg, reason
+}
+
+// stuckRefusal returns the message of a width already found unschedulable:
+// it stays refused until the user asks for another width (a new generation).
+func stuckRefusal(pr *v1alpha1.ParallelRegion) string {
+	c := meta.FindStatusCondition(pr.Status.Conditions, ConditionRebalanced)
+	if c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonUnschedulable && c.ObservedGeneration == pr.Generation {
+		return c.Message
+	}
+	return ""
 }
 
 // planWidths plans the Job at its regions' wanted widths; a width that
 // cannot be planned falls back to the width running now, and the reason is
 // kept for the region's condition.
 func (r *Reconciler) planWidths(ctx context.Context, job *v1alpha1.Job, base *app.Plan) (*app.Plan, *parallelState, error) {
-	st := &parallelState{regions: map[string]*v1alpha1.ParallelRegion{}, refused: map[string]string{}}
+	st := &parallelState{regions: map[string]*v1alpha1.ParallelRegion{}, refused: map[string]string{},
+		reason: map[string]string{}, changing: map[string]bool{}}
 	if len(base.Parallel) == 0 {
 		return base, st, nil
 	}
@@ -51,6 +85,13 @@ func (r *Reconciler) planWidths(ctx context.Context, job *v1alpha1.Job, base *ap
 		if pr.Status.Width > 0 {
 			running[pr.Spec.Region] = pr.Status.Width
 		}
+		if msg := stuckRefusal(pr); msg != "" && pr.Status.Width > 0 {
+			wanted[pr.Spec.Region] = pr.Status.Width
+			st.refuse(pr.Spec.Region, ReasonUnschedulable, msg)
+		}
+		if running[pr.Spec.Region] > 0 && wanted[pr.Spec.Region] != running[pr.Spec.Region] {
+			st.changing[pr.Spec.Region] = true
+		}
 	}
 	plan, errs := app.BuildWidths(job.Namespace, job.Name, &job.Spec, wanted)
 	if len(errs) == 0 {
@@ -59,7 +100,7 @@ func (r *Reconciler) planWidths(ctx context.Context, job *v1alpha1.Job, base *ap
 	msg := errs.ToAggregate().Error()
 	for name, w := range wanted {
 		if running[name] != w {
-			st.refused[name] = fmt.Sprintf("width %d cannot run: %s", w, msg)
+			st.refuse(name, ReasonWidthRefused, fmt.Sprintf("width %d cannot run: %s", w, msg))
 		}
 	}
 	plan, errs = app.BuildWidths(job.Namespace, job.Name, &job.Spec, running)
@@ -74,7 +115,9 @@ func (r *Reconciler) planWidths(ctx context.Context, job *v1alpha1.Job, base *ap
 // updated (each PE after its ConfigMap, so that its new pod mounts the new
 // configuration), and PEs the plan no longer has are deleted once every PE
 // of the plan is connected, so that new PEs run before obsolete ones go.
-func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *app.Plan, note func(coordinator.Outcome, error)) (settled bool, err error) {
+// While a width changes, a pod of the plan that has found no node for the
+// grace period refuses the new width (st), and the next plan rolls back.
+func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *app.Plan, st *parallelState, note func(coordinator.Outcome, error)) (settled bool, err error) {
 	settled = true
 	track := func(out coordinator.Outcome, err error) {
 		note(out, err)
@@ -99,6 +142,7 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 	}
 	inPlan := map[string]bool{}
 	connected := true
+	unschedulable := ""
 	for i := range plan.PEs {
 		p := &plan.PEs[i]
 		inPlan[p.Name] = true
@@ -117,6 +161,18 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 		cur := &v1alpha1.ProcessingElement{}
 		if err := r.Client.Get(ctx, key, cur); err != nil || cur.Spec.ConfigHash != want.Spec.ConfigHash || !pe.IsConnected(cur) {
 			connected = false
+			if err == nil && unschedulable == "" {
+				unschedulable = r.unschedulableFor(ctx, cur)
+			}
+		}
+	}
+	if unschedulable != "" {
+		for region := range st.changing {
+			if st.refused[region] == "" {
+				w := st.regions[region].Spec.Width
+				st.refuse(region, ReasonUnschedulable, fmt.Sprintf("width %d cannot run: %s; width %d kept",
+					w, unschedulable, st.regions[region].Status.Width))
+			}
 		}
 	}
 	var pes v1alpha1.ProcessingElementList
@@ -144,6 +200,28 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 		}
 	}
 	return settled && connected, nil
+}
+
+// unschedulableFor describes a PE whose current pod the scheduler has
+// found no node for since longer than the grace period, or returns "".
+func (r *Reconciler) unschedulableFor(ctx context.Context, p *v1alpha1.ProcessingElement) string {
+	pod := &corev1.Pod{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: app.PodName(p.Name, p.Spec.LaunchCount)}, pod); err != nil ||
+		pod.Spec.NodeName != "" {
+		return ""
+	}
+	grace := r.UnschedulableGrace
+	if grace <= 0 {
+		grace = DefaultUnschedulableGrace
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			if waited := r.Clock.Since(c.LastTransitionTime.Time); waited >= grace {
+				return fmt.Sprintf("PE %s found no node for %s: %s", p.Name, waited.Round(time.Second), firstLine(c.Message))
+			}
+		}
+	}
+	return ""
 }
 
 func setData(want *corev1.ConfigMap) coordinator.Command[*corev1.ConfigMap] {
@@ -202,7 +280,7 @@ func (r *Reconciler) parallelStatus(ctx context.Context, job *v1alpha1.Job, plan
 		if pr == nil {
 			continue
 		}
-		width, refused, gen := pp.Width, st.refused[pp.Region], pr.Generation
+		width, refused, reason, gen := pp.Width, st.refused[pp.Region], st.reason[pp.Region], pr.Generation
 		selector := fmt.Sprintf("%s=%s,%s=%s", v1alpha1.LabelJob, job.Name, v1alpha1.LabelRole, v1alpha1.RolePEPod)
 		out, err := r.Coord.ParallelRegions.Submit(ctx, client.ObjectKeyFromObject(pr), coordinator.Command[*v1alpha1.ParallelRegion]{
 			Name: "record width", Status: true, Apply: func(p *v1alpha1.ParallelRegion) bool {
@@ -212,7 +290,11 @@ func (r *Reconciler) parallelStatus(ctx context.Context, job *v1alpha1.Job, plan
 				cond := metav1.Condition{Type: ConditionRebalanced, ObservedGeneration: gen}
 				switch {
 				case refused != "":
-					cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "WidthRefused", refused
+					cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, refused
+					if settled && p.Status.RebalanceStarted != nil && s.Width == width {
+						// Rolled back: the old width runs again; no rebalance happened.
+						s.RebalanceStarted, changed = nil, true
+					}
 				case !settled || p.Spec.Width != width:
 					if s.RebalanceStarted == nil && s.Width != 0 {
 						t := metav1.NewTime(now)
@@ -239,7 +321,7 @@ func (r *Reconciler) parallelStatus(ctx context.Context, job *v1alpha1.Job, plan
 			outs = out
 		}
 		if out == coordinator.Written && refused != "" && r.Recorder != nil {
-			r.Recorder.Event(pr, corev1.EventTypeWarning, "WidthRefused", refused)
+			r.Recorder.Event(pr, corev1.EventTypeWarning, reason, refused)
 		}
 	}
 	return outs, firstErr

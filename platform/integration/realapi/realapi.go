@@ -204,7 +204,7 @@ func (e *Env) StartOperator() (stop func() error, err error) {
 
 // Kubelet binds every unbound pod of ns to node and reports it Running and
 // Ready, as the scheduler and the kubelet (with the PE runtime's readiness)
-// would. It returns how many pods it started.
+// would; a pod marked Unschedulable stays unbound. It returns how many pods it started.
 func Kubelet(ctx context.Context, c client.Client, ns, node string) (int, error) {
 	var pods corev1.PodList
 	if err := c.List(ctx, &pods, client.InNamespace(ns)); err != nil {
@@ -212,7 +212,7 @@ func Kubelet(ctx context.Context, c client.Client, ns, node string) (int, error)
 	}
 	n := 0
 	for _, p := range pods.Items {
-		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
+		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil || markedUnschedulable(&p) {
 			continue
 		}
 		b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns},
@@ -230,6 +230,17 @@ func Kubelet(ctx context.Context, c client.Client, ns, node string) (int, error)
 		n++
 	}
 	return n, nil
+}
+
+// markedUnschedulable reports whether a pod carries the scheduler's
+// Unschedulable verdict (tests set it to keep a pod off every node).
+func markedUnschedulable(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return true
+		}
+	}
+	return false
 }
 
 // Eventually polls cond until it holds or the timeout passes; the error
