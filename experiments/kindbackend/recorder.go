@@ -44,10 +44,12 @@ type peFault struct {
 }
 
 // watchedKinds are the lists watched: the platform's objects and what it
-// generates (as the sim backend records them).
+// generates (as the sim backend records them). ConsistentRegions carry the
+// region metrics: their status holds the drain and reset durations the
+// platform measured.
 func watchedKinds() []client.ObjectList {
 	return []client.ObjectList{&v1alpha1.JobList{}, &v1alpha1.ProcessingElementList{}, &v1alpha1.HostPoolList{},
-		&corev1.PodList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}}
+		&v1alpha1.ConsistentRegionList{}, &corev1.PodList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}}
 }
 
 // startRecorder opens the watches and returns once every watch is
