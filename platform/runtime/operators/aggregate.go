@@ -56,6 +56,10 @@ type aggState struct {
 	PendingLost uint64 `json:"pendingLost"`
 	MaxEvent    int64  `json:"maxEvent"`
 	Seen        bool   `json:"seen"`
+	// Epoch of the output tuples (0 in snapshots of older versions: the
+	// engine's). A channel created by a width change numbers its output
+	// in a new epoch (Redistribution.FreshEpoch).
+	Epoch uint32 `json:"epoch,omitempty"`
 }
 
 func NewAggregate(name string, p *v1alpha1.OperatorParams, env Env) (*Aggregate, error) {
@@ -78,7 +82,7 @@ func NewAggregate(name string, p *v1alpha1.OperatorParams, env Env) (*Aggregate,
 	}
 	return &Aggregate{out: env.Out, fn: fn, window: win * 1e6, tracker: NewTracker(true),
 		origin: OriginID(name), epoch: env.Epoch, now: now,
-		st: aggState{Windows: map[int64]map[uint64]*acc{}, ClosedBelow: math.MinInt64}}, nil
+		st: aggState{Windows: map[int64]map[uint64]*acc{}, ClosedBelow: math.MinInt64, Epoch: env.Epoch}}, nil
 }
 
 func (a *Aggregate) Process(_ int, t *wire.Tuple) {
@@ -170,7 +174,7 @@ func (a *Aggregate) emit(w int64, keys map[uint64]*acc) {
 		}
 		// Event time: the window's last instant, so that a downstream
 		// window of the same length puts it in the same window.
-		a.t = wire.Tuple{Origin: a.origin, Epoch: a.epoch, Seq: a.st.Seq, Key: k, Time: c.MaxTime,
+		a.t = wire.Tuple{Origin: a.origin, Epoch: a.st.Epoch, Seq: a.st.Seq, Key: k, Time: c.MaxTime,
 			Event: (w+1)*a.window - 1, Value: v,
 			Lost: uint32(min(a.st.PendingLost, math.MaxUint32))}
 		a.st.PendingLost -= uint64(a.t.Lost)
@@ -199,8 +203,85 @@ func (a *Aggregate) Restore(b []byte) error {
 	if s.State.Windows == nil {
 		s.State.Windows = map[int64]map[uint64]*acc{}
 	}
+	if s.State.Epoch == 0 {
+		s.State.Epoch = a.epoch
+	}
 	a.st = s.State
 	a.wallAtMax = a.now()
 	a.tracker.Restore(s.Tracker)
 	return nil
+}
+
+// Redistribute rebuilds the state of the aggregate's copy in channel
+// r.Channel from the snapshots of every channel of a checkpoint taken at
+// another width. The merge rules (docs/parallel-regions.md):
+//   - keyed state: the accumulators of the keys the copy owns, from
+//     whichever old channel held them (with a key partition a key was in
+//     one channel; round robin merges its partial accumulators);
+//   - ClosedBelow: the smallest of the old channels'. This assumes the
+//     region's input event time never goes back (true of the sources):
+//     every later tuple then falls at or after the newest window any old
+//     channel closed, so no closed window reopens; and every window an
+//     old channel still held open stays open here, to be emitted once.
+//     With out-of-order event time a late tuple could land in a window
+//     that the channel owning its key had already closed;
+//   - MaxEvent and Seen: the latest (they only drive wall-clock closing,
+//     which regions do not use);
+//   - Late and PendingLost: each old channel's to its one heir;
+//   - output numbering: a channel that existed continues its own origin's
+//     sequence and epoch; a new one starts at 0 in a fresh epoch;
+//   - input tracker: merged by mergeOrigins (highest Next, rejoin).
+func (a *Aggregate) Redistribute(r Redistribution) ([]byte, error) {
+	out := aggSnapshot{State: aggState{Windows: map[int64]map[uint64]*acc{}, ClosedBelow: math.MaxInt64}}
+	st := &out.State
+	trackers := make([][]OriginStats, 0, len(r.Parts))
+	for old, b := range r.Parts {
+		var s aggSnapshot
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("aggregate redistribute (channel %d): %w", old, err)
+		}
+		p := s.State
+		st.ClosedBelow = min(st.ClosedBelow, p.ClosedBelow)
+		if p.Seen && (!st.Seen || p.MaxEvent > st.MaxEvent) {
+			st.MaxEvent, st.Seen = p.MaxEvent, true
+		}
+		for w, keys := range p.Windows {
+			for k, c := range keys {
+				if !r.Owns(k, old) {
+					continue
+				}
+				dst := st.Windows[w]
+				if dst == nil {
+					dst = map[uint64]*acc{}
+					st.Windows[w] = dst
+				}
+				if have := dst[k]; have != nil {
+					have.Count += c.Count
+					have.Sum += c.Sum
+					have.Min = min(have.Min, c.Min)
+					have.Max = max(have.Max, c.Max)
+					have.MaxTime = max(have.MaxTime, c.MaxTime)
+				} else {
+					cp := *c
+					dst[k] = &cp
+				}
+			}
+		}
+		if r.Heir(old) {
+			st.Late += p.Late
+			st.PendingLost += p.PendingLost
+		}
+		if old == r.Channel {
+			st.Seq, st.Epoch = p.Seq, p.Epoch
+		}
+		trackers = append(trackers, s.Tracker)
+	}
+	if len(r.Parts) == 0 {
+		st.ClosedBelow = math.MinInt64
+	}
+	if !r.Existed() {
+		st.Seq, st.Epoch = 0, r.FreshEpoch()
+	}
+	out.Tracker = mergeOrigins(trackers, r)
+	return json.Marshal(out)
 }

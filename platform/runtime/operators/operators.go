@@ -333,12 +333,45 @@ func (s *Split) Restore(b []byte) error {
 	if err := json.Unmarshal(b, &snap); err != nil {
 		return fmt.Errorf("split restore: %w", err)
 	}
-	if len(snap.Owe) != s.n || snap.Next < 0 || snap.Next >= s.n {
-		return fmt.Errorf("split restore: snapshot of %d ports (next %d), split has %d", len(snap.Owe), snap.Next, s.n)
+	if len(snap.Owe) == 0 || snap.Next < 0 || snap.Next >= len(snap.Owe) {
+		return fmt.Errorf("split restore: snapshot of %d ports (next %d)", len(snap.Owe), snap.Next)
+	}
+	if len(snap.Owe) != s.n {
+		s.restoreOtherWidth(snap)
+		return nil
 	}
 	s.next = snap.Next
 	for i := range s.owe {
 		s.owe[i].restore(snap.Owe[i])
 	}
 	return nil
+}
+
+// restoreOtherWidth restores a snapshot taken with another port count: the
+// split feeds a parallel region whose width changed, and the channels
+// behind its ports were rebuilt from every old channel's state
+// (Redistribution). Port q owed, per origin, the tuples sent elsewhere
+// since its last one; a rebuilt channel's tracker expects the highest
+// Next of the old channels, which is the split's own position (the
+// channel that took the split's last tuple of an origin has Next just
+// past it). So no new port owes a skip. Loss reports are kept (only the
+// chosen port carries a tuple's Lost, so they are zero in practice).
+func (s *Split) restoreOtherWidth(snap splitSnapshot) {
+	s.next = snap.Next % s.n
+	lost := map[uint64]uint32{}
+	for _, es := range snap.Owe {
+		for _, e := range es {
+			lost[e.Origin] += e.Lost
+		}
+	}
+	var keep []pendingEntry
+	for o, l := range lost {
+		if l > 0 {
+			keep = append(keep, pendingEntry{Origin: o, Lost: l})
+		}
+	}
+	for i := range s.owe {
+		s.owe[i].restore(nil)
+	}
+	s.owe[0].restore(keep)
 }

@@ -29,6 +29,7 @@ type Sink struct {
 	last     int64
 	complete bool
 	digest   uint64
+	content  uint64
 	lat      LatencyHist
 }
 
@@ -41,6 +42,15 @@ type Sink struct {
 func TupleDigest(t *wire.Tuple) uint64 {
 	return mix64(uint64(t.Origin)*0x9e3779b97f4a7c15 ^ t.Seq*0xc2b2ae3d27d4eb4f ^ t.Key*0x165667b19e3779f9 ^
 		uint64(t.Event)*0xd6e8feb86659fd93 ^ uint64(t.Value)*0xff51afd7ed558ccd)
+}
+
+// ContentDigest is a tuple's term in a sink's content digest: key, event
+// and value only. A width change of a parallel region moves a key's
+// results to another channel, which numbers them with its own origin and
+// sequence: the Digest differs while the results are the same, and this
+// one does not.
+func ContentDigest(t *wire.Tuple) uint64 {
+	return mix64(t.Key*0x165667b19e3779f9 ^ uint64(t.Event)*0xd6e8feb86659fd93 ^ uint64(t.Value)*0xff51afd7ed558ccd ^ 0x2545f4914f6cdd1d)
 }
 
 // SinkObserver receives a sink's events for metrics.
@@ -95,6 +105,7 @@ func (s *Sink) record(t *wire.Tuple, now int64) (uint64, bool) {
 	dup := s.tracker.lastDups() != dups
 	s.tuples++
 	s.digest += TupleDigest(t)
+	s.content += ContentDigest(t)
 	s.bytes += uint64(t.EncodedLen())
 	if s.first == 0 {
 		s.first = now
@@ -151,6 +162,10 @@ type Summary struct {
 	// received, duplicates included: independent of arrival order, equal
 	// for two runs that delivered the same tuples.
 	Digest uint64 `json:"digest"`
+	// ContentDigest is the same kind of sum over ContentDigest (key, event
+	// and value, not origin nor seq): equal for two runs that delivered
+	// the same results from differently numbered channels.
+	ContentDigest uint64 `json:"contentDigest"`
 	// FirstNanos and LastNanos are the arrival times of the first and last
 	// tuple (Unix nanoseconds).
 	FirstNanos int64          `json:"firstNanos"`
@@ -174,7 +189,7 @@ func (s *Sink) Summary() Summary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sum := Summary{Operator: s.name, PE: s.pe, Complete: s.complete, Tuples: s.tuples, Bytes: s.bytes, Digest: s.digest,
-		FirstNanos: s.first, LastNanos: s.last, Origins: s.tracker.Origins()}
+		ContentDigest: s.content, FirstNanos: s.first, LastNanos: s.last, Origins: s.tracker.Origins()}
 	for i := range sum.Origins {
 		o := &sum.Origins[i]
 		o.Name = s.names[o.ID]
@@ -198,6 +213,7 @@ type sinkSnapshot struct {
 	Last     int64         `json:"last"`
 	Complete bool          `json:"complete"`
 	Digest   uint64        `json:"digest"`
+	Content  uint64        `json:"content,omitempty"`
 }
 
 // Snapshot saves the sink's whole result except the latency histogram
@@ -206,7 +222,7 @@ func (s *Sink) Snapshot() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return json.Marshal(sinkSnapshot{Tracker: s.tracker.Origins(), Tuples: s.tuples, Bytes: s.bytes,
-		First: s.first, Last: s.last, Complete: s.complete, Digest: s.digest})
+		First: s.first, Last: s.last, Complete: s.complete, Digest: s.digest, Content: s.content})
 }
 
 // Restore rolls the result back to a snapshot's.
@@ -219,7 +235,7 @@ func (s *Sink) Restore(b []byte) error {
 	defer s.mu.Unlock()
 	s.tracker.Restore(snap.Tracker)
 	s.tuples, s.bytes, s.first, s.last = snap.Tuples, snap.Bytes, snap.First, snap.Last
-	s.complete, s.digest = snap.Complete, snap.Digest
+	s.complete, s.digest, s.content = snap.Complete, snap.Digest, snap.Content
 	return nil
 }
 

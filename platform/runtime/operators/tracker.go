@@ -21,6 +21,10 @@ type OriginStats struct {
 	// Restarts counts epoch changes: the origin's process started again.
 	Restarts uint64 `json:"restarts"`
 	ValueSum int64  `json:"valueSum"`
+	// Rejoin: the next tuple at or above Next sets the position, skips
+	// or not (set on trackers rebuilt for a new parallel width, whose
+	// upstream owed its skips to the old channels).
+	Rejoin bool `json:"rejoin,omitempty"`
 }
 
 // Tracker checks the sequence numbers of the tuples it sees, per origin.
@@ -66,6 +70,8 @@ func (tr *Tracker) Observe(t *wire.Tuple) (missing uint64) {
 			s.Next = t.Seq
 		}
 	}
+	rejoin := s.Rejoin
+	s.Rejoin = false
 	s.UpstreamLost += uint64(t.Lost)
 	if t.Seq < s.Next {
 		s.Duplicates++
@@ -75,6 +81,9 @@ func (tr *Tracker) Observe(t *wire.Tuple) (missing uint64) {
 	s.ValueSum += t.Value
 	s.Skipped += uint64(t.Skip)
 	expect := s.Next + uint64(t.Skip)
+	if rejoin {
+		expect = t.Seq
+	}
 	if t.Seq > expect {
 		missing = t.Seq - expect
 		s.Missing += missing
