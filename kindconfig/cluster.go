@@ -29,6 +29,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
@@ -278,34 +279,42 @@ func NodeReady(n *corev1.Node) bool {
 // LoadImages copies local Docker images into every node's containerd, as
 // `kind load docker-image` does.
 func (c *Cluster) LoadImages(ctx context.Context, images ...string) error {
-	nodes, err := c.Provider.ListInternalNodes(c.Name)
+	all, err := c.Provider.ListInternalNodes(c.Name)
 	if err != nil {
 		return err
 	}
 	for _, img := range images {
-		tar, err := os.CreateTemp("", "kindconfig-image-*.tar")
+		if err := c.loadImageInto(ctx, img, all); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadImageInto copies one local Docker image into the given nodes.
+func (c *Cluster) loadImageInto(ctx context.Context, img string, targets []nodes.Node) error {
+	tar, err := os.CreateTemp("", "kindconfig-image-*.tar")
+	if err != nil {
+		return err
+	}
+	tarPath := tar.Name()
+	tar.Close()
+	defer os.Remove(tarPath)
+	if out, err := exec.CommandContext(ctx, "docker", "save", "-o", tarPath, img).CombinedOutput(); err != nil {
+		return fmt.Errorf("docker save %s: %v: %s", img, err, strings.TrimSpace(string(out)))
+	}
+	for _, n := range targets {
+		f, err := os.Open(tarPath)
 		if err != nil {
 			return err
 		}
-		tarPath := tar.Name()
-		tar.Close()
-		defer os.Remove(tarPath)
-		if out, err := exec.CommandContext(ctx, "docker", "save", "-o", tarPath, img).CombinedOutput(); err != nil {
-			return fmt.Errorf("docker save %s: %v: %s", img, err, strings.TrimSpace(string(out)))
+		err = nodeutils.LoadImageArchive(n, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("loading %s into %s: %w", img, n, err)
 		}
-		for _, n := range nodes {
-			f, err := os.Open(tarPath)
-			if err != nil {
-				return err
-			}
-			err = nodeutils.LoadImageArchive(n, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("loading %s into %s: %w", img, n, err)
-			}
-		}
-		c.logf("loaded %s into %d nodes", img, len(nodes))
 	}
+	c.logf("loaded %s into %d nodes", img, len(targets))
 	return nil
 }
 

@@ -123,3 +123,23 @@ sluice_pe_tuples_out_total{stream="b"} 500
 		t.Error("a missing metric read as a value")
 	}
 }
+
+// The MinIO image deployed into clusters is the one hack/minio/build.sh
+// tags by default: both name the same module version.
+func TestMinIOVersionMatchesBuildScript(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "hack", "minio", "build.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "MINIO_VERSION=${MINIO_VERSION:-" + MinIOVersion + "}"
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("hack/minio/build.sh does not default to %s (want a line %q)", MinIOVersion, want)
+	}
+	// build.sh tags sluice/minio:${MINIO_VERSION##*-}: the version after its last dash.
+	if !strings.Contains(string(b), "sluice/minio:${MINIO_VERSION##*-}") {
+		t.Fatal("hack/minio/build.sh no longer tags sluice/minio:${MINIO_VERSION##*-}")
+	}
+	if commit := MinIOVersion[strings.LastIndex(MinIOVersion, "-")+1:]; MinIOImage != "sluice/minio:"+commit || len(commit) != 12 {
+		t.Fatalf("MinIOImage %q, want sluice/minio:%s", MinIOImage, commit)
+	}
+}

@@ -7,6 +7,7 @@ package kindconfig
 import (
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // KubernetesVersion is the one place the Kubernetes version of kind
@@ -56,3 +57,12 @@ func SharedKindDir(repoDir string) string {
 	}
 	return ""
 }
+
+// MinIOVersion is the Go module version of github.com/minio/minio that
+// hack/minio/build.sh builds (its MINIO_VERSION default; a unit test keeps
+// the two equal).
+const MinIOVersion = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+// MinIOImage is the FROM-scratch MinIO image `hack/minio/build.sh image`
+// tags by default: sluice/minio:<the version's commit>.
+var MinIOImage = "sluice/minio:" + MinIOVersion[strings.LastIndex(MinIOVersion, "-")+1:]
