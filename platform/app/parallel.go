@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/peconfig"
 )
 
 // Widths maps a parallel region's name to its running width; a region
@@ -19,6 +20,17 @@ func ParallelResourceName(job, region string) string { return job + "-" + region
 
 // ChannelOperator is the name of channel c's copy of operator op.
 func ChannelOperator(op string, c int32) string { return fmt.Sprintf("%s-%d", op, c) }
+
+// ChannelPEName is the name of the PE of channel c of a parallel region
+// whose channels have groups PEs each; group is the PE's position among
+// them.
+func ChannelPEName(job, region string, c int32, group, groups int) string {
+	name := fmt.Sprintf("%s-%s-%d", job, region, c)
+	if groups > 1 {
+		name = fmt.Sprintf("%s-%d", name, group)
+	}
+	return name
+}
 
 // The operators a parallel region adds around its channels: a split per
 // stream that enters the region and a union per stream that leaves it.
@@ -291,11 +303,7 @@ func (x *expansion) expandGroups(job string, orig *Graph, groups [][]int, eg *Gr
 					idx = append(idx, eg.Index[ChannelOperator(name, c)])
 				}
 				out = append(out, topo(idx))
-				name := fmt.Sprintf("%s-%s-%d", job, def.Name, c)
-				if len(grps) > 1 {
-					name = fmt.Sprintf("%s-%d", name, k)
-				}
-				pes = append(pes, name)
+				pes = append(pes, ChannelPEName(job, def.Name, c, k, len(grps)))
 			}
 		}
 	}
@@ -317,11 +325,32 @@ func (p *Plan) planParallel(job string, spec *v1alpha1.JobSpec, x *expansion) {
 	for _, def := range spec.Application.ParallelRegions {
 		pp := ParallelPlan{Resource: ParallelResourceName(job, def.Name), Region: def.Name,
 			Width: x.widths[def.Name], InitialWidth: width(def, nil)}
+		var mine []*PEPlan
 		for i := range p.PEs {
 			if ch, ok := x.channelOf[p.PEs[i].Operators[0]]; ok && ch.region == def.Name {
 				pp.PEs = append(pp.PEs, p.PEs[i].Name)
+				mine = append(mine, &p.PEs[i])
 			}
 		}
 		p.Parallel = append(p.Parallel, pp)
+		// Channel PEs come by channel, then group.
+		groups := len(mine) / int(max(pp.Width, 1))
+		partition := def.PartitionBy
+		if partition == "" {
+			partition = "key"
+		}
+		for k, pe := range mine {
+			if pe.Config.Region == nil {
+				continue
+			}
+			ch := x.channelOf[pe.Operators[0]]
+			cfg := &peconfig.Channel{Region: def.Name, Index: ch.c, Width: pp.Width, PartitionBy: partition,
+				Group: int32(k % groups), Groups: int32(groups), Operators: map[string]string{}}
+			for _, op := range pe.Operators {
+				c := x.channelOf[op]
+				cfg.Operators[op] = op[:len(op)-len(fmt.Sprint(c.c))-1]
+			}
+			pe.Config.Channel = cfg
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/peconfig"
 )
 
 // parallelPipeline is src -> agg -> sink with agg replicated.
@@ -95,6 +96,74 @@ func TestParallelInsideConsistentRegion(t *testing.T) {
 	}
 	if got := p.Regions[0].Spec.Operators; len(got) != 7 {
 		t.Fatalf("consistent region operators %v: want src, sink, split, union and 3 copies", got)
+	}
+	// Channel PEs are told their channel, the width and the operators they
+	// copy, so that a reset can find their keys in every channel's
+	// checkpoint; PEs next to the region are not channels.
+	for i, pe := range p.PEs {
+		ch := pe.Config.Channel
+		if i < 2 {
+			if ch != nil {
+				t.Fatalf("PE %s outside the parallel region has channel %+v", pe.Name, ch)
+			}
+			continue
+		}
+		c := int32(i - 2)
+		want := &peconfig.Channel{Region: "par", Index: c, Width: 3, PartitionBy: "key", Group: 0, Groups: 1,
+			Operators: map[string]string{ChannelOperator("agg", c): "agg"}}
+		if diff := cmp.Diff(want, ch); diff != "" {
+			t.Fatalf("PE %s channel (-want +got):\n%s", pe.Name, diff)
+		}
+		if name := ChannelPEName("j", "par", c, 0, 1); name != pe.Name {
+			t.Fatalf("ChannelPEName gives %s for PE %s", name, pe.Name)
+		}
+	}
+	// Outside a consistent region channels are not told (their pods stay
+	// untouched by a width change, TestWidthChangeKeepsUnaffectedPEs).
+	plain, _ := Build("ns", "j", parallelPipeline(3))
+	for _, pe := range plain.PEs {
+		if pe.Config.Channel != nil {
+			t.Fatalf("PE %s of a region without checkpoints has channel %+v", pe.Name, pe.Config.Channel)
+		}
+	}
+}
+
+// A channel of several PEs: each PE knows its group, and ChannelPEName
+// names the PE of a group in any channel.
+func TestChannelGroupsInsideConsistentRegion(t *testing.T) {
+	s := chain(4)
+	s.Application.Operators[1] = op("m", v1alpha1.KindMap)
+	s.Application.Operators[2] = op("agg", v1alpha1.KindAggregate)
+	s.Application.Streams = []v1alpha1.Stream{st("src", 0, "m", 0), st("m", 0, "agg", 0), st("agg", 0, "sink", 0)}
+	s.Application.ParallelRegions = []v1alpha1.ParallelRegionDef{{Name: "par", Operators: []string{"m", "agg"}, Width: 2,
+		PartitionBy: "roundRobin"}}
+	s.Fusion = v1alpha1.Fusion{Mode: v1alpha1.FusionPerOperator}
+	s = withRegion(s, "src", "m", "agg", "sink")
+	p, errs := Build("ns", "j", s)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	seen := 0
+	for _, pe := range p.PEs {
+		ch := pe.Config.Channel
+		if ch == nil {
+			continue
+		}
+		seen++
+		if ch.Groups != 2 || ch.Width != 2 || ch.PartitionBy != "roundRobin" || len(ch.Operators) != 1 {
+			t.Fatalf("PE %s channel %+v", pe.Name, ch)
+		}
+		if name := ChannelPEName("j", "par", ch.Index, int(ch.Group), int(ch.Groups)); name != pe.Name {
+			t.Fatalf("ChannelPEName gives %s for PE %s (%+v)", name, pe.Name, ch)
+		}
+		for op, logical := range ch.Operators {
+			if ChannelOperator(logical, ch.Index) != op {
+				t.Fatalf("PE %s: %s copies %s", pe.Name, op, logical)
+			}
+		}
+	}
+	if seen != 4 {
+		t.Fatalf("%d channel PEs, want 2 channels x 2", seen)
 	}
 }
 

@@ -66,6 +66,33 @@ type PE struct {
 	Region *Region `json:"region,omitempty"`
 	// Store is where the PE writes checkpoints (set with Region).
 	Store *Store `json:"store,omitempty"`
+	// Channel is set on the PEs of a parallel region's channels when the
+	// region is inside a consistent region.
+	Channel *Channel `json:"channel,omitempty"`
+}
+
+// Channel tells a PE which channel of a parallel region it runs, so that a
+// reset to a checkpoint taken at another width can rebuild its keyed state
+// from the checkpoints of every channel of that width
+// (docs/parallel-regions.md). Only PEs in a consistent region get it: it
+// changes with the width, and so relaunches the channel's pods, which a
+// region without checkpoints has no reason to do.
+type Channel struct {
+	// Region is the parallel region's name in the application.
+	Region string `json:"region"`
+	// Index of the channel and Width of the region in this plan.
+	Index int32 `json:"index"`
+	Width int32 `json:"width"`
+	// PartitionBy is how the region's splits partition (key or roundRobin).
+	PartitionBy string `json:"partitionBy"`
+	// Group is this PE's position among the PEs of its channel; Groups is
+	// how many PEs each channel has (the PE of group k of channel c is
+	// named by app.ChannelPEName).
+	Group  int32 `json:"group"`
+	Groups int32 `json:"groups"`
+	// Operators maps each operator of the PE to the application operator
+	// it copies (agg-3 -> agg); channel c's copy of L is L-<c>.
+	Operators map[string]string `json:"operators"`
 }
 
 // ExportPort is a PE port that serves an export operator's stream: an
