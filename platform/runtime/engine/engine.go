@@ -76,6 +76,11 @@ type Options struct {
 	Region regionctl.Control
 	// Store keeps the PE's checkpoints; required with Region.
 	Store CheckpointStore
+	// NoRedistribution makes a channel PE of a parallel region restore
+	// only its own checkpoint (or its initial state if it has none) after
+	// a width change, as before keyed state moved with its keys. Only the
+	// tests' control uses it: it loses or repeats the keys that moved.
+	NoRedistribution bool
 	// ImportWatch gives the watcher of an import operator's Import object
 	// (exchange.Kube.For in a cluster, exchange.Files.For locally).
 	ImportWatch exchange.WatchFunc

@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/app"
 	"sluice.dev/sluice/platform/checkpoint"
+	"sluice.dev/sluice/platform/peconfig"
 	"sluice.dev/sluice/platform/runtime/operators"
 	"sluice.dev/sluice/platform/runtime/regionctl"
 	"sluice.dev/sluice/platform/runtime/transport"
@@ -243,19 +246,41 @@ func (e *Engine) reset(cmd regionctl.Command) {
 	rg.marked, rg.drainSeq, rg.snaps, rg.snapped = 0, 0, nil, 0
 	rg.progress.Epoch = int64(epoch)
 	rg.progress.DrainRequested = false
+	// A checkpoint above the restored one belongs to a drain the reset
+	// abandoned: the next drain reuses its seq, and must not count as done
+	// before this PE writes it again (a channel's checkpoint is read by the
+	// other channels after a width change).
+	rg.progress.Checkpointed = min(rg.progress.Checkpointed, max(cmd.RestoreSeq, 0))
 	signal(rg.report)
 	close(rg.resetCh)
 	rg.resetCh = make(chan struct{})
 	e.log.Info("reset applied", "region", rg.name, "epoch", epoch, "restored", cmd.RestoreSeq)
 }
 
-// load reads and unpacks checkpoint seq, checking that it holds a
-// snapshot for every stateful operator of the PE.
+// load reads the states checkpoint seq holds for the PE's operators. A
+// channel PE of a parallel region whose checkpoint was taken at another
+// width rebuilds them from every channel of that width (loadChannel).
 func (e *Engine) load(seq uint64) (map[string][]byte, error) {
+	if ch := e.opts.PE.Channel; ch != nil {
+		if e.opts.NoRedistribution {
+			return e.loadOwnOrInitial(seq)
+		}
+		return e.loadChannel(seq, ch)
+	}
+	return e.loadPE(e.opts.PE.Name, seq)
+}
+
+// loadPE reads and unpacks the checkpoint pe wrote at seq, checking that
+// it holds a snapshot for every stateful operator of this PE (pe is this
+// PE, or the same group of another channel, whose operators differ only in
+// their channel suffix).
+func (e *Engine) loadPE(pe string, seq uint64) (map[string][]byte, error) {
 	var blob []byte
 	var err error
+	key := e.key(seq)
+	key.PE = pe
 	for attempt := 0; attempt < 3; attempt++ {
-		if blob, err = e.rg.store.Get(e.ctx, e.key(seq)); err == nil || e.ctx.Err() != nil {
+		if blob, err = e.rg.store.Get(e.ctx, key); err == nil || e.ctx.Err() != nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -267,10 +292,110 @@ func (e *Engine) load(seq uint64) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pe != e.opts.PE.Name {
+		return states, nil
+	}
+	return states, e.checkOwn(states, seq)
+}
+
+// checkOwn checks that the PE's own checkpoint seq has a state for every
+// stateful operator.
+func (e *Engine) checkOwn(states map[string][]byte, seq uint64) error {
 	for name := range e.rg.initial {
 		if _, ok := states[name]; !ok {
-			return nil, fmt.Errorf("checkpoint %d has no state for operator %s", seq, name)
+			return fmt.Errorf("checkpoint %d has no state for operator %s", seq, name)
 		}
+	}
+	return nil
+}
+
+// channelMetaKey is the checkpoint entry in which a channel PE records its
+// channel and width. It cannot clash with an operator: operator names are
+// DNS labels.
+const channelMetaKey = "@channel"
+
+// channelMeta is what a channel PE's checkpoint says of the channel.
+type channelMeta struct {
+	Region string `json:"region"`
+	Index  int32  `json:"index"`
+	Width  int32  `json:"width"`
+}
+
+// loadChannel rebuilds a channel PE's states for checkpoint seq. Channel
+// 0 exists at every width and took part in every complete checkpoint, so
+// its checkpoint says the width W the region had at seq (a checkpoint is
+// self-describing: no status nor command has to carry its membership, and
+// what was written cannot disagree with what is read). At the PE's own
+// width the PE restores its own checkpoint. Otherwise it reads the same
+// group's checkpoint of channels 0..W-1 and each stateful operator
+// rebuilds its state from its copies in all of them
+// (operators.Redistributor): keyed state by Port(key, width), the rest by
+// the merge rules of docs/parallel-regions.md.
+func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel) (map[string][]byte, error) {
+	pe := e.opts.PE
+	peer := func(c int32) string { return app.ChannelPEName(pe.Job, ch.Region, c, int(ch.Group), int(ch.Groups)) }
+	first, err := e.loadPE(peer(0), seq)
+	if err != nil {
+		return nil, fmt.Errorf("channel 0 of checkpoint %d: %w", seq, err)
+	}
+	var meta channelMeta
+	if b, ok := first[channelMetaKey]; ok {
+		if err := json.Unmarshal(b, &meta); err != nil {
+			return nil, fmt.Errorf("checkpoint %d of %s: %w", seq, peer(0), err)
+		}
+	}
+	if meta.Width == 0 || meta.Width == ch.Width {
+		if ch.Index == 0 {
+			return first, e.checkOwn(first, seq)
+		}
+		return e.loadPE(pe.Name, seq)
+	}
+	all := make([]map[string][]byte, meta.Width)
+	all[0] = first
+	for c := int32(1); c < meta.Width; c++ {
+		if all[c], err = e.loadPE(peer(c), seq); err != nil {
+			return nil, fmt.Errorf("channel %d of checkpoint %d: %w", c, seq, err)
+		}
+	}
+	out := map[string][]byte{}
+	for _, n := range e.nodes {
+		if _, ok := n.op.(operators.Stateful); !ok {
+			continue
+		}
+		r, ok := n.op.(operators.Redistributor)
+		if !ok {
+			return nil, fmt.Errorf("operator %s (%s) cannot move its state to another width", n.name, n.kind)
+		}
+		logical, ok := ch.Operators[n.name]
+		if !ok {
+			return nil, fmt.Errorf("operator %s: the PE config does not say which operator it copies", n.name)
+		}
+		rd := operators.Redistribution{Channel: int(ch.Index), Width: int(ch.Width), ByKey: ch.PartitionBy != "roundRobin",
+			RestoreSeq: seq}
+		for c := range all {
+			b, ok := all[c][app.ChannelOperator(logical, int32(c))]
+			if !ok {
+				return nil, fmt.Errorf("checkpoint %d of %s has no state for %s", seq, peer(int32(c)), app.ChannelOperator(logical, int32(c)))
+			}
+			rd.Parts = append(rd.Parts, b)
+		}
+		if out[n.name], err = r.Redistribute(rd); err != nil {
+			return nil, err
+		}
+	}
+	e.log.Info("reset: state redistributed", "region", e.rg.name, "seq", seq, "fromWidth", meta.Width, "toWidth", ch.Width,
+		"channel", ch.Index)
+	return out, nil
+}
+
+// loadOwnOrInitial is a channel's restore without redistribution (the
+// control of the tests): its own checkpoint, or the initial state if it
+// has none.
+func (e *Engine) loadOwnOrInitial(seq uint64) (map[string][]byte, error) {
+	states, err := e.loadPE(e.opts.PE.Name, seq)
+	if err != nil {
+		e.log.Warn("reset without redistribution: no own checkpoint, initial state", "seq", seq, "err", err)
+		return e.rg.initial, nil
 	}
 	return states, nil
 }
@@ -343,6 +468,9 @@ func (e *Engine) snapshotNode(n *node, seq uint64) {
 		}
 	}
 	if rg.snapped == len(e.nodes) {
+		if ch := e.opts.PE.Channel; ch != nil {
+			rg.snaps[channelMetaKey], _ = json.Marshal(channelMeta{Region: ch.Region, Index: ch.Index, Width: ch.Width})
+		}
 		rg.jobs = append(rg.jobs, storeJob{seq: seq, blob: EncodeCheckpoint(rg.snaps)})
 		rg.snaps = nil
 		signal(rg.work)
