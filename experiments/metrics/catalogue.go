@@ -42,6 +42,7 @@ const (
 	RecoveryFlowing     = "recovery_flowing"
 	CheckpointDuration  = "checkpoint_duration"
 	ResetDuration       = "reset_duration"
+	ReplayDuration      = "replay_duration"
 )
 
 // Units.
@@ -66,10 +67,11 @@ var catalogue = map[string]Info{
 	GCJob:               {GCJob, Seconds, "Job deletion", "delete issued -> Job gone"},
 	GCDependents:        {GCDependents, Seconds, "garbage collection", "delete issued -> every object of the Job gone"},
 	FaultDetected:       {FaultDetected, Seconds, "fault detection", "fault injected -> PE seen not connected"},
-	RecoveryConnected:   {RecoveryConnected, Seconds, "recovery (connected)", "fault injected -> PE Connected with a higher launch count"},
+	RecoveryConnected:   {RecoveryConnected, Seconds, "recovery (connected)", "fault injected -> PE Connected again (new pod or container restarted in place)"},
 	RecoveryFlowing:     {RecoveryFlowing, Seconds, "recovery (flowing)", "fault injected -> the PE's tuples flow again after it reconnected"},
 	CheckpointDuration:  {CheckpointDuration, Seconds, "checkpoint (drain) time", "consistent region Draining -> every PE wrote the checkpoint (status lastDrainDuration), per checkpoint"},
 	ResetDuration:       {ResetDuration, Seconds, "reset time", "consistent region Resetting -> every PE in sync at the new epoch (status lastResetDuration), first reset after each PE fault"},
+	ReplayDuration:      {ReplayDuration, Seconds, "replay (catch-up) time", "reset done -> the region's sources emitted again what they had emitted since the restored checkpoint (source counters), first reset after each PE fault"},
 }
 
 // Lookup returns the catalogue entry of a metric.

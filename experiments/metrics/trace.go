@@ -63,6 +63,9 @@ const (
 	SinkTuples = "sink_tuples"
 	// TupleLatency is one tuple's source-to-sink latency, in seconds.
 	TupleLatency = "tuple_latency"
+	// SourceTuples is a region source's cumulative count of emitted tuples
+	// (per process, replays included).
+	SourceTuples = "source_tuples"
 )
 
 // Trace is everything observed in one trial.
@@ -129,6 +132,10 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 			}
 		case ResetDuration:
 			for _, r := range tr.resets() {
+				add(r.subject, secs(r.d))
+			}
+		case ReplayDuration:
+			for _, r := range tr.replays() {
 				add(r.subject, secs(r.d))
 			}
 		case FaultDetected, RecoveryConnected, RecoveryFlowing:
@@ -407,12 +414,13 @@ func (tr *Trace) faults() []Action {
 // recovery measures one fault on PE f.PE:
 //   - fault_detected: first PE event after the fault that is not Connected;
 //   - recovery_connected: first PE event after the fault that is Connected
-//     with a pod launched for a higher launch count than at the fault;
+//     in a later incarnation than at the fault (a pod of a higher launch
+//     count, or the PE container restarted in place);
 //   - recovery_flowing: after that reconnection, the first sink sample
 //     above the sinks' total at the reconnection.
 func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 	name := app.PEName(tr.Job, int32(f.PE))
-	launchAtFault := int32(-1)
+	var atFault *Incarnation
 	var reconnected time.Time
 	for _, e := range tr.Events {
 		pe, ok := e.Object.(*v1alpha1.ProcessingElement)
@@ -420,13 +428,14 @@ func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 			continue
 		}
 		if !e.Time.After(f.Time) {
-			launchAtFault = pe.Status.PodLaunch
+			i := IncarnationOf(pe)
+			atFault = &i
 			continue
 		}
 		if metric == FaultDetected && pe.Status.Connectivity != v1alpha1.ConnectivityConnected {
 			return e.Time.Sub(f.Time), true
 		}
-		if pe.Status.Connectivity == v1alpha1.ConnectivityConnected && launchAtFault >= 0 && pe.Status.PodLaunch > launchAtFault {
+		if atFault != nil && Recovered(pe, *atFault) {
 			reconnected = e.Time
 			break
 		}
