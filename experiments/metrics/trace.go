@@ -414,13 +414,12 @@ func (tr *Trace) faults() []Action {
 // recovery measures one fault on PE f.PE:
 //   - fault_detected: first PE event after the fault that is not Connected;
 //   - recovery_connected: first PE event after the fault that is Connected
-//     in a later incarnation than at the fault (a pod of a higher launch
-//     count, or the PE container restarted in place);
+//     with a pod launched for a higher launch count than at the fault;
 //   - recovery_flowing: after that reconnection, the first sink sample
 //     above the sinks' total at the reconnection.
 func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 	name := app.PEName(tr.Job, int32(f.PE))
-	var atFault *Incarnation
+	launchAtFault := int32(-1)
 	var reconnected time.Time
 	for _, e := range tr.Events {
 		pe, ok := e.Object.(*v1alpha1.ProcessingElement)
@@ -428,14 +427,13 @@ func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 			continue
 		}
 		if !e.Time.After(f.Time) {
-			i := IncarnationOf(pe)
-			atFault = &i
+			launchAtFault = pe.Status.PodLaunch
 			continue
 		}
 		if metric == FaultDetected && pe.Status.Connectivity != v1alpha1.ConnectivityConnected {
 			return e.Time.Sub(f.Time), true
 		}
-		if atFault != nil && Recovered(pe, *atFault) {
+		if pe.Status.Connectivity == v1alpha1.ConnectivityConnected && launchAtFault >= 0 && pe.Status.PodLaunch > launchAtFault {
 			reconnected = e.Time
 			break
 		}
