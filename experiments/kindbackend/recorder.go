@@ -37,9 +37,11 @@ type recorder struct {
 	changed     chan struct{}
 }
 
+// peFault follows one fault's PE until it is connected again in a later
+// incarnation (the recovery_connected definition).
 type peFault struct {
 	pe          string
-	launch      int32
+	at          metrics.Incarnation
 	reconnected time.Time
 }
 
@@ -128,8 +130,7 @@ func (r *recorder) record(e metrics.Event) {
 		}
 		r.pes[x.Name] = x
 		for _, f := range r.faults {
-			if f.pe == x.Name && f.reconnected.IsZero() && x.Status.PodLaunch > f.launch &&
-				x.Status.Connectivity == v1alpha1.ConnectivityConnected {
+			if f.pe == x.Name && f.reconnected.IsZero() && metrics.Recovered(x, f.at) {
 				f.reconnected = e.Time
 			}
 		}
@@ -150,11 +151,11 @@ func (r *recorder) record(e metrics.Event) {
 func (r *recorder) faultOn(pe string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	launch := int32(0)
+	var at metrics.Incarnation
 	if p := r.pes[pe]; p != nil {
-		launch = p.Status.PodLaunch
+		at = metrics.IncarnationOf(p)
 	}
-	r.faults = append(r.faults, &peFault{pe: pe, launch: launch})
+	r.faults = append(r.faults, &peFault{pe: pe, at: at})
 }
 
 func (r *recorder) pe(name string) *v1alpha1.ProcessingElement {

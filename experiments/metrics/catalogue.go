@@ -67,7 +67,7 @@ var catalogue = map[string]Info{
 	GCJob:               {GCJob, Seconds, "Job deletion", "delete issued -> Job gone"},
 	GCDependents:        {GCDependents, Seconds, "garbage collection", "delete issued -> every object of the Job gone"},
 	FaultDetected:       {FaultDetected, Seconds, "fault detection", "fault injected -> PE seen not connected"},
-	RecoveryConnected:   {RecoveryConnected, Seconds, "recovery (connected)", "fault injected -> PE Connected with a higher launch count"},
+	RecoveryConnected:   {RecoveryConnected, Seconds, "recovery (connected)", "fault injected -> PE Connected again (new pod or container restarted in place)"},
 	RecoveryFlowing:     {RecoveryFlowing, Seconds, "recovery (flowing)", "fault injected -> the PE's tuples flow again after it reconnected"},
 	CheckpointDuration:  {CheckpointDuration, Seconds, "checkpoint (drain) time", "consistent region Draining -> every PE wrote the checkpoint (status lastDrainDuration), per checkpoint"},
 	ResetDuration:       {ResetDuration, Seconds, "reset time", "consistent region Resetting -> every PE in sync at the new epoch (status lastResetDuration), first reset after each PE fault"},

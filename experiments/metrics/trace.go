@@ -414,12 +414,13 @@ func (tr *Trace) faults() []Action {
 // recovery measures one fault on PE f.PE:
 //   - fault_detected: first PE event after the fault that is not Connected;
 //   - recovery_connected: first PE event after the fault that is Connected
-//     with a pod launched for a higher launch count than at the fault;
+//     in a later incarnation than at the fault (a pod of a higher launch
+//     count, or the PE container restarted in place);
 //   - recovery_flowing: after that reconnection, the first sink sample
 //     above the sinks' total at the reconnection.
 func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 	name := app.PEName(tr.Job, int32(f.PE))
-	launchAtFault := int32(-1)
+	var atFault *Incarnation
 	var reconnected time.Time
 	for _, e := range tr.Events {
 		pe, ok := e.Object.(*v1alpha1.ProcessingElement)
@@ -427,13 +428,14 @@ func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 			continue
 		}
 		if !e.Time.After(f.Time) {
-			launchAtFault = pe.Status.PodLaunch
+			i := IncarnationOf(pe)
+			atFault = &i
 			continue
 		}
 		if metric == FaultDetected && pe.Status.Connectivity != v1alpha1.ConnectivityConnected {
 			return e.Time.Sub(f.Time), true
 		}
-		if pe.Status.Connectivity == v1alpha1.ConnectivityConnected && launchAtFault >= 0 && pe.Status.PodLaunch > launchAtFault {
+		if atFault != nil && Recovered(pe, *atFault) {
 			reconnected = e.Time
 			break
 		}

@@ -139,17 +139,17 @@ func needsWindow(names []string) bool {
 	return false
 }
 
-// peFault follows one fault's PE until it is connected again with a pod of
-// a higher launch count (the recovery_connected definition).
+// peFault follows one fault's PE until it is connected again in a later
+// incarnation (the recovery_connected definition).
 type peFault struct {
 	pe          string
-	launch      int32
+	at          metrics.Incarnation
 	reconnected time.Time
 }
 
 // faultOn starts following a PE hit by a fault now.
 func (r *recorder) faultOn(pe string, _ time.Time) {
-	r.faults = append(r.faults, &peFault{pe: pe, launch: r.podLaunch[pe]})
+	r.faults = append(r.faults, &peFault{pe: pe, at: r.incarnation[pe]})
 }
 
 // observeJob keeps the recorder's view of the Job's progress for the stop
@@ -173,10 +173,9 @@ func (r *recorder) observeJob(e metrics.Event) {
 		return
 	}
 	if pe, ok := o.(*v1alpha1.ProcessingElement); ok && e.Type != watch.Deleted {
-		r.podLaunch[pe.Name] = pe.Status.PodLaunch
+		r.incarnation[pe.Name] = metrics.IncarnationOf(pe)
 		for _, f := range r.faults {
-			if f.pe == pe.Name && f.reconnected.IsZero() && pe.Status.PodLaunch > f.launch &&
-				pe.Status.Connectivity == v1alpha1.ConnectivityConnected {
+			if f.pe == pe.Name && f.reconnected.IsZero() && metrics.Recovered(pe, f.at) {
 				f.reconnected = e.Time
 			}
 		}

@@ -25,12 +25,12 @@ type recorder struct {
 	submittedAt time.Time
 	failed      bool
 	live        map[string]bool
-	podLaunch   map[string]int32
+	incarnation map[string]metrics.Incarnation
 	faults      []*peFault
 }
 
 func newRecorder(api *apiserver.Server, job *v1alpha1.Job) *recorder {
-	r := &recorder{clk: api.Clock(), job: job, live: map[string]bool{}, podLaunch: map[string]int32{}}
+	r := &recorder{clk: api.Clock(), job: job, live: map[string]bool{}, incarnation: map[string]metrics.Incarnation{}}
 	r.watcher = api.WatchAll(func(ev apiserver.WatchEvent) {
 		if !recorded(ev.Object) {
 			return

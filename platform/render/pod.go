@@ -44,7 +44,7 @@ func Pod(pe *v1alpha1.ProcessingElement, pools []*v1alpha1.HostPool, image strin
 		labels[v1alpha1.LabelExlocatePrefix+tag] = pe.Spec.JobName
 	}
 	container := corev1.Container{
-		Name:            "pe",
+		Name:            v1alpha1.PEContainerName,
 		Image:           image,
 		ImagePullPolicy: tmpl.ImagePullPolicy,
 		Args: []string{"run",
@@ -90,7 +90,7 @@ func Pod(pe *v1alpha1.ProcessingElement, pools []*v1alpha1.HostPool, image strin
 		},
 		Spec: corev1.PodSpec{
 			Containers:    []corev1.Container{container},
-			RestartPolicy: corev1.RestartPolicyNever,
+			RestartPolicy: restartPolicy(tmpl.EffectiveRestartPolicy()),
 			// A job of a thousand PEs has a thousand Services; their
 			// environment variables would bloat every container.
 			EnableServiceLinks:            ptr.To(false),
@@ -159,4 +159,17 @@ func applyPlacement(pod *corev1.Pod, pe *v1alpha1.ProcessingElement, pools []*v1
 	if aff.NodeAffinity != nil || aff.PodAffinity != nil || aff.PodAntiAffinity != nil {
 		pod.Spec.Affinity = &aff
 	}
+}
+
+// restartPolicy is the pod's restart policy for a PE's. A failed PE
+// process is restarted in place by the kubelet (OnFailure), which is much
+// faster than a new pod through the platform's causal chain; the PE's
+// status counts these restarts, and a consistent region still resets
+// because the restarted process reports itself out of sync. Pods that are
+// deleted, evicted or lost with their node still get a new launch.
+func restartPolicy(p v1alpha1.PERestartPolicy) corev1.RestartPolicy {
+	if p.RestartFailed {
+		return corev1.RestartPolicyOnFailure
+	}
+	return corev1.RestartPolicyNever
 }

@@ -63,8 +63,9 @@ func TestPodShape(t *testing.T) {
 	if d := cmp.Diff(wantOwner, pod.OwnerReferences); d != "" {
 		t.Errorf("owner references (-want +got):\n%s", d)
 	}
-	if pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
-		t.Errorf("restart policy %q", pod.Spec.RestartPolicy)
+	// The default policy restarts failed PEs: in place, by the kubelet.
+	if pod.Spec.RestartPolicy != corev1.RestartPolicyOnFailure {
+		t.Errorf("restart policy %q, want OnFailure", pod.Spec.RestartPolicy)
 	}
 	if got := pod.Spec.TerminationGracePeriodSeconds; got == nil || *got != 7 {
 		t.Errorf("grace period %v", got)
@@ -483,6 +484,24 @@ func TestHostPoolAndProcessingElement(t *testing.T) {
 		}
 		if d := cmp.Diff(want, pe.Spec); d != "" {
 			t.Errorf("%s spec (-want +got):\n%s", plan.Name, d)
+		}
+	}
+}
+
+func TestPodRestartPolicyFollowsRestartFailed(t *testing.T) {
+	for _, c := range []struct {
+		policy *v1alpha1.PERestartPolicy
+		want   corev1.RestartPolicy
+	}{
+		{nil, corev1.RestartPolicyOnFailure},
+		{&v1alpha1.PERestartPolicy{RestartFailed: true}, corev1.RestartPolicyOnFailure},
+		{&v1alpha1.PERestartPolicy{RestartFailed: false, RestartDeleted: true, RestartCompleted: true}, corev1.RestartPolicyNever},
+	} {
+		pe := &v1alpha1.ProcessingElement{}
+		pe.Name, pe.Namespace, pe.Spec.LaunchCount = "j-pe-0", "ns", 1
+		pe.Spec.Template.RestartPolicy = c.policy
+		if got := Pod(pe, nil, "img").Spec.RestartPolicy; got != c.want {
+			t.Errorf("policy %+v: pod restart policy %q, want %q", c.policy, got, c.want)
 		}
 	}
 }

@@ -86,6 +86,15 @@ func TestPlatformSubmitsJobOnSimulatedCluster(t *testing.T) {
 		t.Fatal("flow never resumed after the PE crash")
 	}
 	t.Logf("flow resumed %v after the crash", resumed-crash)
+	// The kubelet restarted the PE in its pod (restartFailed): same launch,
+	// one restart, connected.
+	var pe v1alpha1.ProcessingElement
+	if err := c.Client().Get(ctx, client.ObjectKey{Namespace: j.Namespace, Name: "pipe-pe-1"}, &pe); err != nil {
+		t.Fatal(err)
+	}
+	if pe.Spec.LaunchCount != 1 || pe.Status.Restarts != 1 || pe.Status.Connectivity != v1alpha1.ConnectivityConnected {
+		t.Fatalf("after the crash: launch %d, restarts %d, %s; want an in-place restart", pe.Spec.LaunchCount, pe.Status.Restarts, pe.Status.Connectivity)
+	}
 	now = c.Engine().Now()
 	if got := c.DataPlane().Delivered(now-5*time.Second, now) / 5; got < 950 || got > 1050 {
 		t.Fatalf("%.0f tuples/s after recovery, want 1000", got)

@@ -143,10 +143,13 @@ func (t *PETemplate) EffectiveRestartPolicy() PERestartPolicy {
 	return *t.RestartPolicy
 }
 
-// PERestartPolicy mirrors the Streams PE restart rules: which ended pods the
-// platform replaces (by raising the PE's launch count).
+// PERestartPolicy mirrors the Streams PE restart rules: which ended PEs the
+// platform runs again. A failed process is restarted in its pod; other
+// ended pods are replaced by raising the PE's launch count.
 type PERestartPolicy struct {
-	// RestartFailed replaces pods whose PE container failed.
+	// RestartFailed restarts a failed PE process in place (the pod's
+	// restartPolicy is OnFailure; the PE's status.restarts counts it), and
+	// replaces pods that failed as a whole (evicted, or lost with a node).
 	// +optional
 	RestartFailed bool `json:"restartFailed"`
 	// RestartCompleted replaces pods whose PE exited successfully.

@@ -47,3 +47,6 @@ const (
 	// PEHealthPort serves /healthz, /readyz and /metrics in a PE pod.
 	PEHealthPort = 9090
 )
+
+// PEContainerName is the name of the PE runtime's container in a PE pod.
+const PEContainerName = "pe"

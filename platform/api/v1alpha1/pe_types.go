@@ -107,6 +107,11 @@ type ProcessingElementStatus struct {
 	// Connectivity of the PE, from the pod's readiness.
 	// +optional
 	Connectivity Connectivity `json:"connectivity,omitempty"`
+	// Restarts counts the in-place restarts of the current launch's PE
+	// container (the kubelet's restartCount): a failed PE process is
+	// restarted in its pod when the restart policy says restartFailed.
+	// +optional
+	Restarts int32 `json:"restarts,omitempty"`
 	// Region is the consistent-region progress the current pod reported
 	// (annotation streams.sluice.dev/region-progress).
 	// +optional
@@ -125,6 +130,7 @@ type ProcessingElementStatus struct {
 // +kubebuilder:resource:path=streamspes,singular=streamspe,shortName=spe,categories=streams
 // +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.spec.jobName`
 // +kubebuilder:printcolumn:name="Launches",type=integer,JSONPath=`.spec.launchCount`
+// +kubebuilder:printcolumn:name="Restarts",type=integer,JSONPath=`.status.restarts`
 // +kubebuilder:printcolumn:name="Connectivity",type=string,JSONPath=`.status.connectivity`
 // +kubebuilder:printcolumn:name="Pod Phase",type=string,JSONPath=`.status.podPhase`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.nodeName`

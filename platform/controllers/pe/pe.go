@@ -37,6 +37,8 @@ type Observed struct {
 	Phase        corev1.PodPhase
 	Node         string
 	Connectivity v1alpha1.Connectivity
+	// Restarts is the PE container's in-place restart count.
+	Restarts int32
 	// Unschedulable is the scheduler's message when it cannot place the pod.
 	Unschedulable string
 	// Region is the consistent-region progress the pod's process reported.
@@ -47,7 +49,8 @@ type Observed struct {
 // (nil when there is none in the cache).
 func Observe(pe *v1alpha1.ProcessingElement, pod *corev1.Pod) Observed {
 	if pod == nil {
-		o := Observed{Launch: pe.Status.PodLaunch, PodName: pe.Status.PodName, Connectivity: v1alpha1.ConnectivityUnknown}
+		o := Observed{Launch: pe.Status.PodLaunch, PodName: pe.Status.PodName, Connectivity: v1alpha1.ConnectivityUnknown,
+			Restarts: pe.Status.Restarts}
 		if pe.Status.PodLaunch == pe.Spec.LaunchCount && pe.Status.PodName != "" {
 			o.Connectivity = v1alpha1.ConnectivityDisconnected // the pod we saw is gone
 		}
@@ -60,6 +63,11 @@ func Observe(pe *v1alpha1.ProcessingElement, pod *corev1.Pod) Observed {
 	}
 	o.Unschedulable = UnschedulableMessage(pod)
 	o.Region = RegionProgress(pod)
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.Name == v1alpha1.PEContainerName {
+			o.Restarts = c.RestartCount
+		}
+	}
 	return o
 }
 
@@ -180,11 +188,12 @@ func SetStatus(o Observed, generation int64, now time.Time) coordinator.Command[
 		Apply: func(pe *v1alpha1.ProcessingElement) bool {
 			s := &pe.Status
 			changed := s.PodLaunch != o.Launch || s.PodName != o.PodName || s.PodPhase != o.Phase ||
-				s.NodeName != o.Node || s.Connectivity != o.Connectivity || s.ObservedGeneration != generation ||
+				s.NodeName != o.Node || s.Connectivity != o.Connectivity || s.Restarts != o.Restarts || s.ObservedGeneration != generation ||
 				!equality.Semantic.DeepEqual(s.Region, o.Region)
 			s.PodLaunch, s.PodName, s.PodPhase, s.NodeName, s.Connectivity, s.ObservedGeneration =
 				o.Launch, o.PodName, o.Phase, o.Node, o.Connectivity, generation
 			s.Region = o.Region.DeepCopy()
+			s.Restarts = o.Restarts
 			cond := metav1.Condition{Type: "Connected", Status: metav1.ConditionFalse, Reason: string(o.Connectivity),
 				ObservedGeneration: generation, Message: "pod " + o.PodName}
 			if o.Connectivity == v1alpha1.ConnectivityConnected {
