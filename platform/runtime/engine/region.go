@@ -467,7 +467,11 @@ func (e *Engine) snapshotNode(n *node, seq uint64) {
 			}
 		}
 	}
-	if rg.snapped == len(e.nodes) {
+	// The markers above may have completed the checkpoint already, through
+	// the operators fused downstream (their snapshots run inside this
+	// call): it is written once, by the innermost call, which leaves snaps
+	// nil. Writing it again here would replace it with an empty one.
+	if rg.snaps != nil && rg.snapped == len(e.nodes) {
 		if ch := e.opts.PE.Channel; ch != nil {
 			rg.snaps[channelMetaKey], _ = json.Marshal(channelMeta{Region: ch.Region, Index: ch.Index, Width: ch.Width})
 		}

@@ -768,3 +768,39 @@ func TestRegionOptionsChecked(t *testing.T) {
 		t.Fatal("region control for a PE outside any region accepted")
 	}
 }
+
+// A PE of several operators (a source with the split of a parallel region
+// fused into its PE, a union with the sink) writes one checkpoint holding
+// every operator's state: the checkpoint completes inside the markers
+// forwarded in-process, and must not be written again, empty, on the way
+// out. A channel PE's checkpoint also says its channel and width.
+func TestRegionFusedPECheckpointHoldsEveryOperator(t *testing.T) {
+	src, agg := params()
+	spec := regionJob(src, agg, v1alpha1.TriggerPeriodic)
+	spec.Application.ParallelRegions = []v1alpha1.ParallelRegionDef{{Name: "par", Operators: []string{"agg"}, Width: 2}}
+	h := newHarnessFor(t, spec, 1, operators.Summary{})
+	if len(h.plan.PEs) != 4 || len(h.plan.PEs[0].Operators) != 2 || len(h.plan.PEs[1].Operators) != 2 {
+		t.Fatalf("plan: %+v", h.plan.PEs)
+	}
+	h.startAll()
+	h.until("healthy at epoch 1", h.healthy(1, 0))
+	h.until("sink receiving", func() bool { return h.sink().Tuples > 10 })
+	seq := uint64(h.checkpoint())
+	// The store writes in the background: wait for the last write.
+	time.Sleep(100 * time.Millisecond)
+	for _, pe := range h.plan.PEs {
+		for _, op := range pe.Operators {
+			if op == "par-out0" {
+				continue // a union has no state
+			}
+			if b := h.store.state(t, pe.Name, op, seq); len(b) == 0 {
+				t.Fatalf("checkpoint %d of %s has no state for %s", seq, pe.Name, op)
+			}
+		}
+	}
+	var meta channelMeta
+	if err := json.Unmarshal(h.store.state(t, "job-par-1", channelMetaKey, seq), &meta); err != nil ||
+		meta != (channelMeta{Region: "par", Index: 1, Width: 2}) {
+		t.Fatalf("channel 1's checkpoint says %+v (%v)", meta, err)
+	}
+}
