@@ -3,10 +3,10 @@ package exactlyonce
 import (
 	"context"
 	"fmt"
-	"os"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
