@@ -155,7 +155,7 @@ func startWidthRun(t *testing.T, seed uint64, width int32, noRedist bool) *width
 		t.Fatal(err)
 	}
 	r := &widthRun{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), store: store, noRedist: noRedist,
-		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), stop: make(chan struct{}), done: make(chan struct{})}
+		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})), stop: make(chan struct{}), done: make(chan struct{})}
 	r.mu.Lock()
 	r.launch(width)
 	r.mu.Unlock()
