@@ -173,8 +173,11 @@ func (b *Backend) runPlatform(ctx context.Context, t spec.Trial, ns string, stop
 	if err != nil {
 		return nil, err
 	}
-	smp := newSampler(b, ns, sinkOperators(job))
+	smp := newSampler(b, ns, sinkOperators(job), regionSources(job))
 	go smp.run(wctx, rec)
+	if err := b.prepareStore(ctx, job); err != nil {
+		return nil, err
+	}
 	if err := b.Cluster.Client.Create(ctx, job); err != nil {
 		return nil, fmt.Errorf("creating Job: %w", err)
 	}
@@ -329,6 +332,9 @@ func (b *Backend) cleanup(ns string, stopped map[string]bool) {
 		err := b.Cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
 		return apierrors.IsNotFound(err), nil
 	})
+	if b.Mode == Platform {
+		b.cleanupStore(ctx, ns)
+	}
 }
 
 // sinkOperators are the sink operators of a Job by PE name.
@@ -345,6 +351,34 @@ func sinkOperators(job *v1alpha1.Job) map[string][]string {
 	for _, pe := range plan.PEs {
 		for _, op := range pe.Operators {
 			if kinds[op] == v1alpha1.KindSink {
+				out[pe.Name] = append(out[pe.Name], op)
+			}
+		}
+	}
+	return out
+}
+
+// regionSources are the source operators in consistent regions of a Job
+// by PE name.
+func regionSources(job *v1alpha1.Job) map[string][]string {
+	plan, errs := app.Build(job.Namespace, job.Name, &job.Spec)
+	if len(errs) > 0 {
+		return nil
+	}
+	inRegion := map[string]bool{}
+	for _, r := range job.Spec.Application.ConsistentRegions {
+		for _, op := range r.Operators {
+			inRegion[op] = true
+		}
+	}
+	kinds := map[string]v1alpha1.OperatorKind{}
+	for _, op := range job.Spec.Application.Operators {
+		kinds[op.Name] = op.Kind
+	}
+	out := map[string][]string{}
+	for _, pe := range plan.PEs {
+		for _, op := range pe.Operators {
+			if kinds[op] == v1alpha1.KindSource && inRegion[op] {
 				out[pe.Name] = append(out[pe.Name], op)
 			}
 		}

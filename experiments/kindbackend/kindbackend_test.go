@@ -2,6 +2,7 @@ package kindbackend
 
 import (
 	"math"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/experiments/metrics"
 	"sluice.dev/sluice/experiments/spec"
@@ -84,7 +86,7 @@ func TestBaselineRecovery(t *testing.T) {
 }
 
 func TestSamplerCountsAndLatency(t *testing.T) {
-	s := newSampler(&Backend{}, "ns", nil)
+	s := newSampler(&Backend{}, "ns", nil, nil)
 	scrape := func(n, b1, b2, inf float64) []byte {
 		return []byte("sluice_pe_operator_tuples_in_total{operator=\"sink\"} " + f(n) + "\n" +
 			"sluice_pe_sink_latency_seconds_bucket{operator=\"sink\",le=\"0.001\"} " + f(b1) + "\n" +
@@ -157,3 +159,26 @@ func TestSinkOperators(t *testing.T) {
 }
 
 func metricsFormat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// Sources are sampled for replay_duration only inside consistent regions.
+func TestRegionSources(t *testing.T) {
+	data, err := os.ReadFile("../../workloads/region-1k-filesystem.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job v1alpha1.Job
+	if err := yaml.UnmarshalStrict(data, &job); err != nil {
+		t.Fatal(err)
+	}
+	got := regionSources(&job)
+	if len(got) != 1 || len(got["region-1k-filesystem-pe-0"]) != 1 || got["region-1k-filesystem-pe-0"][0] != "src" {
+		t.Errorf("regionSources(region pipeline) = %v", got)
+	}
+	plain, _, err := selfContained("ns", v1alpha1.PETemplate{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := regionSources(plain); len(got) != 0 {
+		t.Errorf("regionSources(no region) = %v", got)
+	}
+}

@@ -20,10 +20,14 @@ import (
 // lowering the total) and the increments of its latency histogram,
 // spread evenly over each bucket's range (linear interpolation, as
 // histogram_quantile does).
+//
+// It also reads the emitted-tuple counter of the sources of consistent
+// regions (sluice_pe_operator_tuples_out_total), for replay_duration.
 type sampler struct {
-	b     *Backend
-	ns    string
-	sinks map[string][]string // PE name -> sink operators
+	b       *Backend
+	ns      string
+	sinks   map[string][]string // PE name -> sink operators
+	sources map[string][]string // PE name -> region source operators
 
 	mu   sync.Mutex
 	out  []metrics.Sample
@@ -35,8 +39,8 @@ type bucket struct {
 	n  float64
 }
 
-func newSampler(b *Backend, ns string, sinks map[string][]string) *sampler {
-	return &sampler{b: b, ns: ns, sinks: sinks, prev: map[string][]bucket{}}
+func newSampler(b *Backend, ns string, sinks, sources map[string][]string) *sampler {
+	return &sampler{b: b, ns: ns, sinks: sinks, sources: sources, prev: map[string][]bucket{}}
 }
 
 func (s *sampler) run(ctx context.Context, rec *recorder) {
@@ -44,8 +48,15 @@ func (s *sampler) run(ctx context.Context, rec *recorder) {
 	if every <= 0 {
 		every = 500 * time.Millisecond
 	}
+	pes := map[string]bool{}
+	for pe := range s.sinks {
+		pes[pe] = true
+	}
+	for pe := range s.sources {
+		pes[pe] = true
+	}
 	for ctx.Err() == nil {
-		for pe, ops := range s.sinks {
+		for pe := range pes {
 			p := rec.pe(pe)
 			if p == nil || p.Status.PodName == "" {
 				continue
@@ -62,8 +73,11 @@ func (s *sampler) run(ctx context.Context, rec *recorder) {
 			if err != nil {
 				continue
 			}
-			for _, op := range ops {
+			for _, op := range s.sinks[pe] {
 				s.add(now, pod.Name+"/"+op, text, op)
+			}
+			for _, op := range s.sources[pe] {
+				s.addSource(now, pod.Name+"/"+op, text, op)
 			}
 		}
 		select {
@@ -113,6 +127,17 @@ func (s *sampler) add(now time.Time, subject string, text []byte, op string) {
 			s.out = append(s.out, metrics.Sample{Time: now, Name: metrics.TupleLatency, Subject: subject, Value: v, Weight: d / interpSteps})
 		}
 	}
+}
+
+// addSource records a region source's emitted-tuple counter.
+func (s *sampler) addSource(now time.Time, subject string, text []byte, op string) {
+	n, err := kindconfig.SumMetric(text, "sluice_pe_operator_tuples_out_total", `operator="`+op+`"`)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out = append(s.out, metrics.Sample{Time: now, Name: metrics.SourceTuples, Subject: subject, Value: n})
 }
 
 // interpSteps is the number of samples a histogram bucket is spread over.

@@ -126,5 +126,11 @@ func (w *world) samples() []metrics.Sample {
 			metrics.Sample{Time: at, Name: metrics.SinkTuples, Subject: s.PE, Value: total[s.PE]},
 			metrics.Sample{Time: at, Name: metrics.TupleLatency, Subject: s.PE, Value: s.Latency.Seconds(), Weight: s.Tuples})
 	}
+	// Region sources' emitted-tuple counters (per process, as the kind
+	// backend scrapes them), for replay_duration.
+	for _, s := range w.Checkpointing().SourceSamples() {
+		out = append(out, metrics.Sample{Time: epoch.Add(s.At), Name: metrics.SourceTuples,
+			Subject: s.Pod.Name + "/" + s.Operator, Value: s.Emitted})
+	}
 	return out
 }

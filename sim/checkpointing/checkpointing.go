@@ -74,7 +74,9 @@ type proc struct {
 	uid      types.UID
 	pe       string
 	progress v1alpha1.RegionProgress
-	timer    *engine.Timer
+	// cores the process can use (its CPU limit, at most one).
+	cores float64
+	timer *engine.Timer
 	// what the timer will report: a drain of seq or a reset to epoch.
 	kind       Kind
 	seq, epoch int64
@@ -92,6 +94,9 @@ type Model struct {
 	procs   map[types.NamespacedName]*proc        // by pod
 	stalled map[types.NamespacedName]bool         // by namespace and PE name
 	records []Record
+	// Region sources by namespace/PE/operator, in creation order.
+	emissions    map[string]*emission
+	emissionKeys []string
 
 	// StateBytes, if set, overrides the state size of a PE (bytes of its
 	// checkpoint); a negative result keeps the model's.
@@ -104,7 +109,7 @@ func New(api *apiserver.Server, p Params, env Env) *Model {
 		regions: map[types.NamespacedName]*v1alpha1.ConsistentRegion{},
 		configs: map[types.NamespacedName]*peconfig.PE{},
 		procs:   map[types.NamespacedName]*proc{},
-		stalled: map[types.NamespacedName]bool{}}
+		stalled: map[types.NamespacedName]bool{}, emissions: map[string]*emission{}}
 	api.Watch(&corev1.ConfigMap{}, func(ev apiserver.WatchEvent) {
 		cm := ev.Object.(*corev1.ConfigMap)
 		if cm.Labels[v1alpha1.LabelRole] != v1alpha1.RolePEConfig {
@@ -161,6 +166,7 @@ func (m *Model) Stall(namespace, pe string, stalled bool) {
 		}
 		if stalled {
 			m.cancel(x)
+			m.step(x) // pauses its sources
 		} else {
 			m.step(x)
 		}
@@ -179,13 +185,20 @@ func (m *Model) pod(ev apiserver.WatchEvent) {
 	if x != nil && (!running || x.uid != pod.UID) {
 		// The process ended; a later one starts with no progress.
 		m.cancel(x)
+		if cfg := m.configs[types.NamespacedName{Namespace: k.Namespace, Name: x.pe}]; cfg != nil {
+			for _, s := range m.sources(cfg) {
+				if s.pod == k {
+					m.setSpeed(s, x, false, cfg)
+				}
+			}
+		}
 		delete(m.procs, k)
 		x = nil
 	}
 	if !running || x != nil {
 		return
 	}
-	x = &proc{pod: k, uid: pod.UID, pe: peName}
+	x = &proc{pod: k, uid: pod.UID, pe: peName, cores: coresOf(pod)}
 	m.procs[k] = x
 	m.step(x)
 }
@@ -227,7 +240,7 @@ func (m *Model) cancel(x *proc) {
 func (m *Model) step(x *proc) {
 	pek := types.NamespacedName{Namespace: x.pod.Namespace, Name: x.pe}
 	cfg := m.configs[pek]
-	if cfg == nil || m.stalled[pek] {
+	if cfg == nil {
 		return
 	}
 	cr := m.regions[types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.Region.Resource}]
@@ -235,6 +248,10 @@ func (m *Model) step(x *proc) {
 		return
 	}
 	st := cr.Status
+	m.flow(x, cfg, st)
+	if m.stalled[pek] {
+		return
+	}
 	switch {
 	case st.State == v1alpha1.RegionResetting && st.Epoch > x.progress.Epoch:
 		if x.timer != nil && x.kind == Reset && x.epoch == st.Epoch {
@@ -285,6 +302,9 @@ func (m *Model) arm(x *proc, kind Kind, n, restore, bytes int64, d time.Duration
 			return
 		}
 		x.progress = pr
+		if kind == Reset {
+			m.restore(m.configs[types.NamespacedName{Namespace: x.pod.Namespace, Name: x.pe}], restore)
+		}
 		m.records = append(m.records, rec)
 		// The region may already want more of this process.
 		m.step(x)

@@ -366,3 +366,91 @@ func TestRegionObjectsCollected(t *testing.T) {
 		}
 	}
 }
+
+func (s *sim) sourceSamples(pe string) []checkpointing.Sample {
+	var out []checkpointing.Sample
+	for _, x := range s.c.Checkpointing().SourceSamples() {
+		if x.PE == pe {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// After a reset the source emits again, at its rate, what it had emitted
+// since the restored checkpoint: the catch-up takes as long as the source
+// ran between that checkpoint's drain and the reset.
+func TestReplayCatchesUp(t *testing.T) {
+	s := start(t, 4, regionJob("rp", 1000, 0, nil), false)
+	e := s.c.Engine()
+	cr := s.until(30*time.Second, "two checkpoints", func(cr *v1alpha1.ConsistentRegion) bool {
+		return cr.Status.LastCompletedSeq >= 2 && cr.Status.State == v1alpha1.RegionHealthy
+	})
+	seq := cr.Status.LastCompletedSeq
+	// The drain of seq began at StateSince - LastDrainDuration.
+	drained := cr.Status.StateSince.Add(-cr.Status.LastDrainDuration.Duration)
+	e.RunUntil(e.Now() + 2*time.Second)
+	if err := s.c.DeletePod(s.podOf(s.pe(1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	epoch := cr.Status.Epoch
+	cr = s.until(time.Minute, "resetting", func(cr *v1alpha1.ConsistentRegion) bool { return cr.Status.State == v1alpha1.RegionResetting })
+	resetAt := cr.Status.StateSince.Time
+	cr = s.until(2*time.Minute, "reset done", func(cr *v1alpha1.ConsistentRegion) bool {
+		return cr.Status.State == v1alpha1.RegionHealthy && cr.Status.Epoch > epoch
+	})
+	if cr.Status.RestoreSeq != seq {
+		t.Fatalf("restored %d, want %d", cr.Status.RestoreSeq, seq)
+	}
+	healthy := cr.Status.StateSince.Time
+	// Ran from the drain of seq (less the drain itself) to the reset.
+	ran := resetAt.Sub(drained) - cr.Status.LastDrainDuration.Duration
+	e.RunUntil(e.Now() + 20*time.Second)
+	replays := s.records(checkpointing.Replay, s.pe(0))
+	if len(replays) != 1 {
+		t.Fatalf("source replays %+v, want one", replays)
+	}
+	// The source saw the drain and the reset a watch delay after the
+	// region's writer, and Healthy likewise: allow 50 ms either side.
+	if d := replays[0].Delay - ran; d < -50*time.Millisecond || d > 50*time.Millisecond {
+		t.Fatalf("catch-up took %v; the source ran %v between checkpoint %d and the reset", replays[0].Delay, ran, seq)
+	}
+	caught := s.c.Clock().Epoch().Add(replays[0].At)
+	if caught.Sub(healthy) < replays[0].Delay-50*time.Millisecond {
+		t.Fatalf("caught up at %v, only %v after the region was Healthy at %v", caught, caught.Sub(healthy), healthy)
+	}
+	// The counter never goes down (replays count again) and grows at the
+	// source's rate (1000/s) while running.
+	smp := s.sourceSamples(s.pe(0))
+	for i := 1; i < len(smp); i++ {
+		a, b := smp[i-1], smp[i]
+		if a.Pod != b.Pod {
+			continue
+		}
+		rate := (b.Emitted - a.Emitted) / (b.At - a.At).Seconds()
+		if b.Emitted < a.Emitted || (b.At > a.At && rate > 1000.001) {
+			t.Fatalf("counter %v -> %v over %v", a.Emitted, b.Emitted, b.At-a.At)
+		}
+	}
+	t.Logf("source ran %v after checkpoint %d; caught up %v after the reset's end", ran, seq, replays[0].Delay)
+}
+
+// A source faster than the region's PEs can take is held to their
+// throughput: the slowest PE's CPU over regionTupleCost.
+func TestSourceHeldToThroughput(t *testing.T) {
+	job := regionJob("tp", 1000, 0, nil)
+	job.Spec.Application.Operators[0].Params.Rate = ptr.To[int64](10_000_000)
+	s := start(t, 5, job, false)
+	s.c.Engine().RunUntil(s.c.Engine().Now() + 3*time.Second)
+	smp := s.sourceSamples(s.pe(0))
+	if len(smp) < 2 {
+		t.Fatalf("samples %+v", smp)
+	}
+	a, b := smp[len(smp)-2], smp[len(smp)-1]
+	got := (b.Emitted - a.Emitted) / (b.At - a.At).Seconds()
+	// 250m CPU (the request; no limit) over regionTupleCost.
+	want := 0.25 / s.c.Checkpointing().Params().RegionTupleCost.D().Seconds()
+	if got < want*0.999 || got > want*1.001 {
+		t.Fatalf("source emits %.0f tuples/s, want %.0f", got, want)
+	}
+}

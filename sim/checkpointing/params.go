@@ -30,6 +30,12 @@ type Params struct {
 	S3WriteBandwidth         float64            `json:"s3WriteBandwidth"`
 	S3ReadBandwidth          float64            `json:"s3ReadBandwidth"`
 
+	// RegionTupleCost is the CPU time a region's PE spends per tuple
+	// (receive, operator, send): with the PE's CPU it bounds how fast the
+	// region takes what its sources emit, and so how fast a reset's replay
+	// catches up.
+	RegionTupleCost paramfile.Duration `json:"regionTupleCost"`
+
 	// Jitter is the relative half-width of the uniform noise on each store
 	// operation (0: none, for exact tests).
 	Jitter float64 `json:"jitter"`

@@ -43,7 +43,9 @@ func Files() map[string]*v1alpha1.Job {
 		files[fmt.Sprintf("heavy-%d.yaml", n)] = Heavy(n)
 	}
 	for _, kib := range RegionStateKiB {
-		files[fmt.Sprintf("region-%dk.yaml", kib)] = RegionPipeline(kib)
+		for _, st := range RegionStores {
+			files[fmt.Sprintf("region-%dk-%s.yaml", kib, st)] = RegionPipeline(kib, st)
+		}
 	}
 	for _, p := range []string{"fused", "samenode", "crossnode"} {
 		files["latency-"+p+".yaml"] = Latency(p)

@@ -21,16 +21,31 @@ var RegionStateKiB = []int64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536}
 // as sim/checkpointing's bytesPerKey measures it.
 const AggregateBytesPerKey = 62
 
+// RegionStores are the checkpoint stores the region pipelines are generated
+// for (region-<kib>k-<store>.yaml).
+var RegionStores = []v1alpha1.CheckpointStoreType{v1alpha1.StoreFilesystem, v1alpha1.StoreS3}
+
+// The S3 store of the region pipelines: a MinIO Service "minio" in the
+// Job's namespace with its credentials in the Secret "minio-credentials".
+// A backend that runs the Job provides them (the kind backend deploys
+// MinIO into each trial's namespace and writes what it deployed over
+// endpoint and credentialsSecret); the simulator only reads the type.
+const (
+	RegionS3Endpoint = "minio:9000"
+	RegionS3Bucket   = "sluice-checkpoints"
+	RegionS3Secret   = "minio-credentials"
+)
+
 // RegionPipeline is src -> agg -> sink in one consistent region, a PE per
-// operator, checkpointing every 5 s to the filesystem store. The source's
+// operator, checkpointing every 5 s to the given store. The source's
 // key count makes the aggregate's state about stateKiB once every key is in
 // its (hour-long, so never closing during a trial) window; the source emits
 // keys/40 tuples per second (at least 1000), so that the window has seen
 // nearly every key (1-e^-3) two minutes after the start.
-func RegionPipeline(stateKiB int64) *v1alpha1.Job {
+func RegionPipeline(stateKiB int64, store v1alpha1.CheckpointStoreType) *v1alpha1.Job {
 	keys := max(stateKiB*1024/AggregateBytesPerKey, 1)
 	rate := max(keys/40, 1000)
-	j := job(fmt.Sprintf("region-%dk", stateKiB))
+	j := job(fmt.Sprintf("region-%dk-%s", stateKiB, store))
 	// A 64 MiB snapshot is several times that in Go maps while it is built.
 	mem := resource.MustParse("768Mi")
 	j.Spec.PE.Resources.Requests[corev1.ResourceMemory] = mem
@@ -51,6 +66,10 @@ func RegionPipeline(stateKiB int64) *v1alpha1.Job {
 		Period: &metav1.Duration{Duration: 5 * time.Second},
 	}}
 	j.Spec.CheckpointStore = &v1alpha1.CheckpointStore{Type: v1alpha1.StoreFilesystem, Path: "/var/lib/sluice/checkpoints"}
+	if store == v1alpha1.StoreS3 {
+		j.Spec.CheckpointStore = &v1alpha1.CheckpointStore{Type: v1alpha1.StoreS3, Endpoint: RegionS3Endpoint,
+			Bucket: RegionS3Bucket, Insecure: true, CredentialsSecret: RegionS3Secret}
+	}
 	j.Spec.Fusion = v1alpha1.Fusion{Mode: v1alpha1.FusionPerOperator}
 	return j
 }
