@@ -4,6 +4,14 @@
 #
 #   hack/kind-experiment.sh submission -points pes=2,pes=4,pes=8,pes=16 -reps 3
 #   hack/kind-experiment.sh recovery -points fault=deletePod,fault=killContainer -reps 3
+#   WORKERS=1 hack/kind-experiment.sh checkpoint -baseline=false -reps 2 -tag filesystem \
+#       -points 'store=filesystem;stateKiB=1,store=filesystem;stateKiB=64'
+#
+# WORKERS (default 3) is the kind cluster's worker count when this script
+# creates it: the checkpoint experiment's filesystem store is a hostPath of
+# the node, which keeps checkpoints across a pod replacement only on one
+# worker. The checkpoint experiment's S3 store needs the MinIO image
+# (hack/minio/build.sh image), built here for it.
 #
 # Writes results/<name>/kind.csv and kind-baseline.csv (+ .json metadata)
 # and prints the medians with the platform/baseline ratio.
@@ -20,7 +28,10 @@ cluster=${SLUICE_KIND_CLUSTER:-sluice-exp}
 if [[ -n $shared ]]; then
 	"$shared/docker-up" >/tmp/sluice-kind-docker-up.log 2>&1
 	trap '[[ ${KEEP_CLUSTER:-0} == 1 ]] || "$shared/cluster-down" "$cluster"' EXIT
-	"$shared/cluster-up" "$cluster" 3
+	"$shared/cluster-up" "$cluster" "${WORKERS:-3}"
 fi
 make image
+if [[ $name == checkpoint ]]; then
+	hack/minio/build.sh image
+fi
 go run ./experiments/kindbackend/cmd/kind-experiment -cluster "$cluster" -name "$name" "$@"

@@ -132,7 +132,7 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) 
 	}
 	stopped := map[string]bool{}
 	defer b.cleanup(ns, stopped)
-	cordoned, err := b.fitShape(ctx, sc.Cluster)
+	cordoned, err := b.fitShape(ctx, sc.Cluster, sc.Job)
 	if err != nil {
 		return nil, err
 	}

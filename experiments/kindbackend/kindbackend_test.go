@@ -182,3 +182,30 @@ func TestRegionSources(t *testing.T) {
 		t.Errorf("regionSources(no region) = %v", got)
 	}
 }
+
+// A hostPath checkpoint store confines the trial to one worker; S3 and a
+// claim do not.
+func TestHostPathStore(t *testing.T) {
+	load := func(name string) *v1alpha1.Job {
+		data, err := os.ReadFile("../../workloads/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var job v1alpha1.Job
+		if err := yaml.UnmarshalStrict(data, &job); err != nil {
+			t.Fatal(err)
+		}
+		return &job
+	}
+	fs, s3 := load("region-64k-filesystem.yaml"), load("region-64k-s3.yaml")
+	if !hostPathStore(fs) || hostPathStore(s3) {
+		t.Fatalf("hostPathStore: filesystem %v, s3 %v", hostPathStore(fs), hostPathStore(s3))
+	}
+	fs.Spec.CheckpointStore.ClaimName = "ckpt"
+	if hostPathStore(fs) {
+		t.Fatal("a filesystem store on a claim counted as hostPath")
+	}
+	if got := surplusWorkers([]string{"w", "w2", "w3"}, 1); len(got) != 2 || got[0] != "w2" {
+		t.Fatalf("surplus workers for one: %v", got)
+	}
+}

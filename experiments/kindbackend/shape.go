@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sluice.dev/sluice/experiments/spec"
+	"sluice.dev/sluice/platform/api/v1alpha1"
 )
 
 // definedNodes is the number of worker nodes of a cluster shape.
@@ -34,12 +35,20 @@ func surplusWorkers(workers []string, want int) []string {
 // 2-core machine is the definition's allocatable). A cluster with fewer
 // workers than the definition stays as it is. It returns the cordoned
 // nodes, to be uncordoned at the trial's end.
-func (b *Backend) fitShape(ctx context.Context, c spec.Cluster) ([]string, error) {
+//
+// A Job whose checkpoint store is a hostPath of the node (filesystem
+// without a claim) gets one worker: a replaced PE must find its
+// checkpoints on the node it lands on.
+func (b *Backend) fitShape(ctx context.Context, c spec.Cluster, job *v1alpha1.Job) ([]string, error) {
 	workers, err := b.Cluster.Workers()
 	if err != nil {
 		return nil, err
 	}
-	extra := surplusWorkers(workers, definedNodes(c))
+	want := definedNodes(c)
+	if hostPathStore(job) {
+		want = 1
+	}
+	extra := surplusWorkers(workers, want)
 	for i, name := range extra {
 		if err := b.setUnschedulable(ctx, name, true); err != nil {
 			_ = b.uncordon(ctx, extra[:i])
@@ -47,9 +56,15 @@ func (b *Backend) fitShape(ctx context.Context, c spec.Cluster) ([]string, error
 		}
 	}
 	if len(extra) > 0 {
-		b.logf("cordoned %v: the definition has %d workers", extra, definedNodes(c))
+		b.logf("cordoned %v: the trial has %d workers", extra, want)
 	}
 	return extra, nil
+}
+
+// hostPathStore says a Job's checkpoints live in a hostPath of the node.
+func hostPathStore(job *v1alpha1.Job) bool {
+	st := job.Spec.CheckpointStore
+	return st != nil && st.Type == v1alpha1.StoreFilesystem && st.ClaimName == ""
 }
 
 func (b *Backend) uncordon(ctx context.Context, nodes []string) error {

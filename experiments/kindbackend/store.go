@@ -35,7 +35,7 @@ func (b *Backend) prepareStore(ctx context.Context, job *v1alpha1.Job) error {
 		b.logf("S3 checkpoint store: MinIO at %s", endpoint)
 		return nil
 	}
-	if st == nil || st.Type != v1alpha1.StoreFilesystem || st.ClaimName != "" {
+	if !hostPathStore(job) {
 		return nil
 	}
 	workers, err := b.Cluster.Workers()
