@@ -1,7 +1,7 @@
 // Command pe is the Sluice processing-element runtime.
 //
 //	pe run   --config /etc/sluice/pe/pe.json --ports /etc/sluice/job/ports.json
-//	pe local --job workloads/pipeline.yaml [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store]
+//	pe local --job workloads/pipeline.yaml [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store] [--exchange-dir DIR]
 //	pe bench [--quick]
 package main
 
@@ -35,7 +35,7 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   pe run   --config FILE --ports FILE [--listen-host H] [--listen-base N] [--health-addr ADDR]
            [--resolve service|local:FILE|local:pe=port,...] [--summary FILE] [--grace D] [--region-dir DIR]
-  pe local --job FILE [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store]
+  pe local --job FILE [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store] [--exchange-dir DIR]
   pe bench [--quick]`)
 	os.Exit(2)
 }
@@ -247,6 +247,8 @@ func localCmd(args []string) error {
 	duration := fs.Duration("duration", 0, "stop after this long (0: when every sink completes, or on Ctrl-C)")
 	restart := fs.Bool("restart", false, "restart PE processes that die (always on for a Job with consistent regions)")
 	jobStore := fs.Bool("job-store", false, "consistent regions use the Job's checkpointStore instead of a filesystem store in DIR/checkpoints")
+	exchangeDir := fs.String("exchange-dir", filepath.Join(os.TempDir(), "sluice-exchange"),
+		"where local runs of Jobs with exports and imports find each other (one folder per namespace)")
 	fs.Parse(args)
 	if *jobPath == "" {
 		return errors.New("local: --job is required")
@@ -266,7 +268,8 @@ func localCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return local.Run(ctx, local.Config{Binary: bin, Dir: *dir, BasePort: *basePort, Job: job, Supervise: *restart, JobStore: *jobStore},
+	return local.Run(ctx, local.Config{Binary: bin, Dir: *dir, BasePort: *basePort, Job: job, Supervise: *restart, JobStore: *jobStore,
+		ExchangeDir: *exchangeDir},
 		*duration, os.Stdout)
 }
 

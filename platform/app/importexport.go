@@ -113,3 +113,33 @@ func planImportExport(job string, spec *v1alpha1.JobSpec, plan *Plan) {
 // NeedsAPI reports whether a Job's PEs talk to the Kubernetes API (for
 // consistent regions or imports) and so need their access objects.
 func (p *Plan) NeedsAPI() bool { return len(p.Regions) > 0 || len(p.Imports) > 0 }
+
+// Subscriber decides which exports an import receives: those of its
+// stream name, or, without one, those whose properties its subscription
+// (a label selector) matches. The cluster's broker and local mode's share
+// it, so that both match alike.
+type Subscriber struct {
+	name string
+	sel  labels.Selector // nil: by name
+}
+
+// NewSubscriber parses an import's subscription; a subscription that does
+// not parse (submission validates it) matches nothing.
+func NewSubscriber(im *v1alpha1.ImportSpec) Subscriber {
+	if im.StreamName != "" {
+		return Subscriber{name: im.StreamName}
+	}
+	sel, err := labels.Parse(im.Subscription)
+	if err != nil {
+		sel = labels.Nothing()
+	}
+	return Subscriber{sel: sel}
+}
+
+// Receives reports whether the import receives ex.
+func (s Subscriber) Receives(ex *v1alpha1.ExportSpec) bool {
+	if s.sel == nil {
+		return ex.StreamName == s.name
+	}
+	return s.sel.Matches(labels.Set(ex.Properties))
+}

@@ -13,13 +13,13 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
+	"sluice.dev/sluice/platform/app"
 	"sluice.dev/sluice/platform/conditions"
 	"sluice.dev/sluice/platform/coordinator"
 	"sluice.dev/sluice/platform/peconfig"
@@ -49,24 +49,11 @@ func Namespace(_ context.Context, obj client.Object) []reconcile.Request {
 
 // Match returns the exports an import receives, by export name.
 func Match(im *v1alpha1.Import, exports []v1alpha1.Export) []v1alpha1.ImportedStream {
-	var sel labels.Selector
-	if im.Spec.StreamName == "" {
-		s, err := labels.Parse(im.Spec.Subscription)
-		if err != nil {
-			return nil // validated at submission; a bad one matches nothing
-		}
-		sel = s
-	}
+	sub := app.NewSubscriber(&im.Spec)
 	var out []v1alpha1.ImportedStream
 	for i := range exports {
 		ex := &exports[i]
-		if ex.DeletionTimestamp != nil {
-			continue
-		}
-		if sel == nil && ex.Spec.StreamName != im.Spec.StreamName {
-			continue
-		}
-		if sel != nil && !sel.Matches(labels.Set(ex.Spec.Properties)) {
+		if ex.DeletionTimestamp != nil || !sub.Receives(&ex.Spec) {
 			continue
 		}
 		out = append(out, v1alpha1.ImportedStream{Export: ex.Name, JobName: ex.Spec.JobName,

@@ -108,6 +108,11 @@ type Config struct {
 	SupervisePoll time.Duration
 	// RestartDelay is how long a dead PE stays dead (default 100ms).
 	RestartDelay time.Duration
+	// ExchangeDir is where local runs of Jobs with Exports and Imports
+	// meet (exchange.go); required when the Job has imports.
+	ExchangeDir string
+	// ExchangePoll is how often Imports are matched (default 200ms).
+	ExchangePoll time.Duration
 }
 
 // PE is one local PE process.
@@ -118,6 +123,8 @@ type PE struct {
 	Sink     bool
 	// Region is the consistent region of the PE's operators ("" for none).
 	Region string
+	// imports: the PE has import operators.
+	imports bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -140,6 +147,9 @@ type Cluster struct {
 	sup      *supervisor
 	stopCtx  context.CancelFunc
 	stopping atomic.Bool
+	// The local broker (exchange.go), when the Job has imports.
+	stopBroker context.CancelFunc
+	brokerDone chan struct{}
 }
 
 // New builds the plan and writes every configuration file.
@@ -156,6 +166,9 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.RestartDelay <= 0 {
 		cfg.RestartDelay = DefaultRestartDelay
 	}
+	if cfg.ExchangePoll <= 0 {
+		cfg.ExchangePoll = DefaultExchangePoll
+	}
 	ns := cfg.Job.Namespace
 	if ns == "" {
 		ns = "default"
@@ -164,12 +177,19 @@ func New(cfg Config) (*Cluster, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("job %s: %v", cfg.Job.Name, errs.ToAggregate())
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if len(plan.Imports) > 0 && cfg.ExchangeDir == "" {
+		return nil, fmt.Errorf("job %s has imports: local mode needs an exchange directory to match them with exports", cfg.Job.Name)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "imports"), 0o755); err != nil {
 		return nil, err
 	}
+	// A PE's ports are its inputs, then its exports.
 	stride := 1
 	for _, pe := range plan.PEs {
 		stride = max(stride, len(pe.Config.Inputs))
+	}
+	for _, ex := range plan.Exports {
+		stride = max(stride, int(ex.Spec.Port)+1)
 	}
 	c := &Cluster{cfg: cfg, Plan: plan, byName: map[string]*PE{}, http: &http.Client{Timeout: 2 * time.Second}}
 	c.Regions = plan.Regions
@@ -200,6 +220,7 @@ func New(cfg Config) (*Cluster, error) {
 		if pe.Config.Region != nil {
 			p.Region = pe.Config.Region.Name
 		}
+		p.imports = len(pe.Config.Imports) > 0
 		if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -240,6 +261,15 @@ func (c *Cluster) Start() error {
 			return err
 		}
 	}
+	if err := c.publishExports(); err != nil {
+		c.Stop(time.Second)
+		return err
+	}
+	if len(c.Plan.Imports) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.brokerDone, c.stopBroker = make(chan struct{}), cancel
+		go c.runBroker(ctx, c.brokerDone)
+	}
 	if c.cfg.Supervise || len(c.Regions) > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		c.sup, c.stopCtx = newSupervisor(c, c.cfg.Log), cancel
@@ -262,6 +292,9 @@ func (c *Cluster) Args(name string) []string {
 	}
 	if p.Region != "" {
 		args = append(args, "--region-dir", c.cfg.Dir)
+	}
+	if p.imports {
+		args = append(args, "--import-dir", c.importDir())
 	}
 	return append(args, c.cfg.Args...)
 }
@@ -378,6 +411,12 @@ func (c *Cluster) Stop(grace time.Duration) error {
 		c.stopCtx()
 		<-c.sup.done
 	}
+	if c.stopBroker != nil {
+		c.stopBroker()
+		<-c.brokerDone
+	}
+	// Importers of other runs see the exports go before the PEs stop.
+	c.withdrawExports()
 	var stuck []string
 	for _, p := range c.PEs {
 		d := p.signal(syscall.SIGTERM)
@@ -514,10 +553,12 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 
 // Complete reports whether every sink PE has seen all its streams end.
 func (c *Cluster) Complete() bool {
+	sinks := 0
 	for _, p := range c.PEs {
 		if !p.Sink {
 			continue
 		}
+		sinks++
 		s, err := c.Summaries(p.Name)
 		if err != nil || len(s) == 0 {
 			return false
@@ -528,7 +569,8 @@ func (c *Cluster) Complete() bool {
 			}
 		}
 	}
-	return true
+	// A Job without sinks (an exporter) runs until stopped.
+	return sinks > 0
 }
 
 // Status is a one-line progress report.
