@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"sluice.dev/sluice/experiments/metrics"
 	"sluice.dev/sluice/kindconfig"
 	"sluice.dev/sluice/platform/api/v1alpha1"
@@ -62,7 +64,11 @@ func (s *sampler) run(ctx context.Context, rec *recorder) {
 				continue
 			}
 			pod := rec.pod(p.Status.PodName)
-			if pod == nil || !kindconfig.PodReady(pod) {
+			// A region source's PE is not ready while its stream is broken
+			// (from the fault to the reset's end): its counter is read as
+			// long as the pod runs, or the moment the reset paused it
+			// would be missed.
+			if pod == nil || !(kindconfig.PodReady(pod) || len(s.sources[pe]) > 0 && pod.Status.Phase == corev1.PodRunning) {
 				continue
 			}
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
