@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -144,8 +145,13 @@ type widthRun struct {
 	st     v1alpha1.ConsistentRegionStatus
 	pes    map[string]*wcPE
 	resets []time.Duration
-	stop   chan struct{}
-	done   chan struct{}
+	// kept counts the PEs that width changes left running.
+	kept int
+
+	bmu   sync.Mutex
+	bases map[string]int
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 func startWidthRun(t *testing.T, seed uint64, width int32, noRedist bool) *widthRun {
@@ -170,9 +176,8 @@ func startWidthRun(t *testing.T, seed uint64, width int32, noRedist bool) *width
 	return r
 }
 
-// launch plans the job at width w and starts every PE of the plan, sinks
-// first. Called with r.mu held.
-func (r *widthRun) launch(w int32) {
+// plan is the job's plan at width w.
+func (r *widthRun) planAt(w int32) *app.Plan {
 	r.t.Helper()
 	plan, errs := app.BuildWidths("default", "wc", widthJob(), app.Widths{"par": w})
 	if len(errs) > 0 {
@@ -181,32 +186,55 @@ func (r *widthRun) launch(w int32) {
 	if len(plan.Regions) != 1 || len(plan.Regions[0].Spec.PEs) != len(plan.PEs) || len(plan.PEs) != 2+int(w) {
 		r.t.Fatalf("plan at width %d: %d PEs, regions %+v", w, len(plan.PEs), plan.Regions)
 	}
-	spec := plan.Regions[0].Spec
-	r.plan, r.width, r.spec, r.pes = plan, w, spec, map[string]*wcPE{}
-	base := freeBase(r.t, 8*len(plan.PEs), r.rng)
-	bases := map[string]int{}
-	for i, pe := range plan.PEs {
-		bases[pe.Name] = base + 8*i
+	return plan
+}
+
+// base is where PE pe listens: a PE keeps its ports across launches, so
+// that the PEs a width change keeps find the replaced ones.
+func (r *widthRun) base(pe string) int {
+	r.bmu.Lock()
+	defer r.bmu.Unlock()
+	if r.bases == nil {
+		r.bases = map[string]int{}
 	}
-	resolve := func(pe string, port int32) string {
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(bases[pe]+int(port)))
+	if _, ok := r.bases[pe]; !ok {
+		r.bases[pe] = freeBase(r.t, 8, r.rng)
 	}
+	return r.bases[pe]
+}
+
+func (r *widthRun) resolve(pe string, port int32) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.base(pe)+int(port)))
+}
+
+// launch plans the job at width w and starts every PE of the plan, sinks
+// first. Called with r.mu held.
+func (r *widthRun) launch(w int32) {
+	r.t.Helper()
+	plan := r.planAt(w)
+	r.plan, r.width, r.spec, r.pes = plan, w, plan.Regions[0].Spec, map[string]*wcPE{}
 	for i := len(plan.PEs) - 1; i >= 0; i-- {
-		pe := &plan.PEs[i]
-		ctrl := newMemControl()
-		e, err := engine.New(engine.Options{PE: &pe.Config, Ports: &plan.PortTable, ListenHost: "127.0.0.1",
-			ListenBase: bases[pe.Name], Resolve: resolve, Log: r.log, Region: ctrl, Store: r.store,
-			NoRedistribution: r.noRedist})
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if err := e.Start(context.Background()); err != nil {
-			r.t.Fatal(err)
-		}
-		r.pes[pe.Name] = &wcPE{eng: e, ctrl: ctrl}
-		if r.st.State != "" {
-			ctrl.send(regionctl.FromStatus(&r.st))
-		}
+		r.startPE(&plan.PEs[i])
+	}
+}
+
+// startPE starts a process of pe and sends it the region's current
+// command. Called with r.mu held.
+func (r *widthRun) startPE(pe *app.PEPlan) {
+	r.t.Helper()
+	ctrl := newMemControl()
+	e, err := engine.New(engine.Options{PE: &pe.Config, Ports: &r.plan.PortTable, ListenHost: "127.0.0.1",
+		ListenBase: r.base(pe.Name), Resolve: r.resolve, Log: r.log, Region: ctrl, Store: r.store,
+		NoRedistribution: r.noRedist})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	r.pes[pe.Name] = &wcPE{eng: e, ctrl: ctrl}
+	if r.st.State != "" {
+		ctrl.send(regionctl.FromStatus(&r.st))
 	}
 }
 
@@ -314,6 +342,47 @@ func (r *widthRun) resize(w int32) int64 {
 	return r.st.LastCompletedSeq
 }
 
+// resizeKeeping changes the width as the Job controller does now: only
+// the PEs whose configuration changes are relaunched (those next to the
+// region, the channels that go or come), the channels that stay keep
+// running, and the region's spec gets the new PEs and widths; the region
+// resets because its widths changed. It returns the checkpoint the region
+// will restore.
+func (r *widthRun) resizeKeeping(w int32) int64 {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	plan := r.planAt(w)
+	old := map[string]*app.PEPlan{}
+	for i := range r.plan.PEs {
+		old[r.plan.PEs[i].Name] = &r.plan.PEs[i]
+	}
+	keep := map[string]bool{}
+	for i := range plan.PEs {
+		pe := &plan.PEs[i]
+		if o := old[pe.Name]; o != nil && reflect.DeepEqual(o.Config, pe.Config) {
+			keep[pe.Name] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for name, p := range r.pes {
+		if !keep[name] {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.eng.Kill() }()
+			delete(r.pes, name)
+		}
+	}
+	wg.Wait()
+	r.plan, r.width, r.spec = plan, w, plan.Regions[0].Spec
+	for i := len(plan.PEs) - 1; i >= 0; i-- {
+		if !keep[plan.PEs[i].Name] {
+			r.startPE(&plan.PEs[i])
+		}
+	}
+	r.kept += len(keep)
+	return r.st.LastCompletedSeq
+}
+
 // finish waits until the sink has seen every stream end with the region
 // Healthy, and returns its summary.
 func (r *widthRun) finish() operators.Summary {
@@ -361,7 +430,7 @@ func widthBaseline(t *testing.T) operators.Summary {
 // 4 after a few checkpoints, then at width 2 again, each time while the
 // source is mid-stream, and returns the sink's final summary, the
 // checkpoints restored and the reset durations.
-func widthChanges(t *testing.T, seed uint64, noRedist bool) (operators.Summary, []int64, []time.Duration, operators.Summary) {
+func widthChanges(t *testing.T, seed uint64, noRedist, keeping bool) (operators.Summary, []int64, []time.Duration, operators.Summary) {
 	t.Helper()
 	r := startWidthRun(t, seed, 2, noRedist)
 	var restored []int64
@@ -376,7 +445,14 @@ func widthChanges(t *testing.T, seed uint64, noRedist bool) (operators.Summary, 
 		} else if w == 4 {
 			before = s
 		}
-		restored = append(restored, r.resize(w))
+		if keeping {
+			restored = append(restored, r.resizeKeeping(w))
+		} else {
+			restored = append(restored, r.resize(w))
+		}
+	}
+	if keeping {
+		t.Logf("PEs kept running across the width changes: %d", r.kept)
 	}
 	got := r.finish()
 	r.mu.Lock()
@@ -391,10 +467,20 @@ func widthChanges(t *testing.T, seed uint64, noRedist bool) (operators.Summary, 
 // count, value sum and content digest), with no tuple lost or duplicated.
 func TestWidthChangeExactlyOnce(t *testing.T) {
 	want := widthBaseline(t)
-	got, restored, resets, before := widthChanges(t, 31, false)
+	for _, keeping := range []bool{false, true} {
+		name := "whole region restarted"
+		if keeping {
+			name = "unchanged channels kept running"
+		}
+		t.Run(name, func(t *testing.T) { checkWidthChanges(t, want, keeping) })
+	}
+}
+
+func checkWidthChanges(t *testing.T, want operators.Summary, keeping bool) {
+	got, restored, resets, before := widthChanges(t, 31, false, keeping)
 	lost, dup := wcLostDup(got, want)
-	report := fmt.Sprintf("width 2->4->2: restored checkpoints %v; sink tuples %d (fixed width %d): lost %d, duplicated %d; gaps %d, sink duplicates %d; value sum delta %d; content digest equal %v; sink had %d tuples at the first change; reset durations %v",
-		restored, got.Tuples, want.Tuples, lost, dup, got.Gaps, got.Duplicates, got.ValueSum-want.ValueSum,
+	report := fmt.Sprintf("width 2->4->2 (%s): restored checkpoints %v; sink tuples %d (fixed width %d): lost %d, duplicated %d; gaps %d, sink duplicates %d; value sum delta %d; content digest equal %v; sink had %d tuples at the first change; reset durations %v",
+		t.Name(), restored, got.Tuples, want.Tuples, lost, dup, got.Gaps, got.Duplicates, got.ValueSum-want.ValueSum,
 		got.ContentDigest == want.ContentDigest, before.Tuples, roundAll(resets))
 	t.Log(report)
 	fmt.Println("exactlyonce:", report)
@@ -432,7 +518,7 @@ func TestWidthChangeExactlyOnce(t *testing.T) {
 // keys that moved, and the comparison above sees it.
 func TestWidthChangeWithoutRedistributionDiffers(t *testing.T) {
 	want := widthBaseline(t)
-	got, restored, _, _ := widthChanges(t, 37, true)
+	got, restored, _, _ := widthChanges(t, 37, true, false)
 	lost, dup := wcLostDup(got, want)
 	t.Logf("without redistribution: restored %v; sink tuples %d (fixed width %d), lost %d, duplicated %d, value sum delta %d, content digest equal %v",
 		restored, got.Tuples, want.Tuples, lost, dup, got.ValueSum-want.ValueSum, got.ContentDigest == want.ContentDigest)
