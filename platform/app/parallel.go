@@ -343,8 +343,12 @@ func (p *Plan) planParallel(job string, spec *v1alpha1.JobSpec, x *expansion) {
 			if pe.Config.Region == nil {
 				continue
 			}
+			// The width is not in the channel's configuration (a width
+			// change would relaunch every channel): the consistent region
+			// carries it, per epoch.
+			p.regionOf(pe.Config.Region.Name).setWidth(def.Name, pp.Width)
 			ch := x.channelOf[pe.Operators[0]]
-			cfg := &peconfig.Channel{Region: def.Name, Index: ch.c, Width: pp.Width, PartitionBy: partition,
+			cfg := &peconfig.Channel{Region: def.Name, Index: ch.c, PartitionBy: partition,
 				Group: int32(k % groups), Groups: int32(groups), Operators: map[string]string{}}
 			for _, op := range pe.Operators {
 				c := x.channelOf[op]
@@ -353,4 +357,22 @@ func (p *Plan) planParallel(job string, spec *v1alpha1.JobSpec, x *expansion) {
 			pe.Config.Channel = cfg
 		}
 	}
+}
+
+// regionOf is the plan of the consistent region named name.
+func (p *Plan) regionOf(name string) *RegionPlan {
+	for i := range p.Regions {
+		if p.Regions[i].Spec.Region == name {
+			return &p.Regions[i]
+		}
+	}
+	return nil
+}
+
+// setWidth records the width of a parallel region inside the region.
+func (r *RegionPlan) setWidth(parallel string, width int32) {
+	if r.Spec.ParallelWidths == nil {
+		r.Spec.ParallelWidths = map[string]int32{}
+	}
+	r.Spec.ParallelWidths[parallel] = width
 }

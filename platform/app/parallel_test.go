@@ -97,9 +97,12 @@ func TestParallelInsideConsistentRegion(t *testing.T) {
 	if got := p.Regions[0].Spec.Operators; len(got) != 7 {
 		t.Fatalf("consistent region operators %v: want src, sink, split, union and 3 copies", got)
 	}
-	// Channel PEs are told their channel, the width and the operators they
-	// copy, so that a reset can find their keys in every channel's
-	// checkpoint; PEs next to the region are not channels.
+	// Channel PEs are told their channel and the operators they copy, so
+	// that a reset can find their keys in every channel's checkpoint; PEs
+	// next to the region are not channels. The width is the region's.
+	if got := p.Regions[0].Spec.ParallelWidths; len(got) != 1 || got["par"] != 3 {
+		t.Fatalf("consistent region's parallel widths %v, want par: 3", got)
+	}
 	for i, pe := range p.PEs {
 		ch := pe.Config.Channel
 		if i < 2 {
@@ -109,7 +112,7 @@ func TestParallelInsideConsistentRegion(t *testing.T) {
 			continue
 		}
 		c := int32(i - 2)
-		want := &peconfig.Channel{Region: "par", Index: c, Width: 3, PartitionBy: "key", Group: 0, Groups: 1,
+		want := &peconfig.Channel{Region: "par", Index: c, PartitionBy: "key", Group: 0, Groups: 1,
 			Operators: map[string]string{ChannelOperator("agg", c): "agg"}}
 		if diff := cmp.Diff(want, ch); diff != "" {
 			t.Fatalf("PE %s channel (-want +got):\n%s", pe.Name, diff)
@@ -118,8 +121,22 @@ func TestParallelInsideConsistentRegion(t *testing.T) {
 			t.Fatalf("ChannelPEName gives %s for PE %s", name, pe.Name)
 		}
 	}
-	// Outside a consistent region channels are not told (their pods stay
-	// untouched by a width change, TestWidthChangeKeepsUnaffectedPEs).
+	// Another width changes the region's widths, not the kept channels'
+	// configurations (their pods stay untouched).
+	s.Application.ParallelRegions[0].Width = 5
+	wider, errs := Build("ns", "j", s)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got := wider.Regions[0].Spec.ParallelWidths["par"]; got != 5 {
+		t.Fatalf("width 5: region says %d", got)
+	}
+	for i := 2; i < len(p.PEs); i++ {
+		if diff := cmp.Diff(p.PEs[i].Config, wider.PEs[i].Config); diff != "" {
+			t.Fatalf("channel PE %s's configuration changed with the width (-3 +5):\n%s", p.PEs[i].Name, diff)
+		}
+	}
+	// Outside a consistent region channels are not told.
 	plain, _ := Build("ns", "j", parallelPipeline(3))
 	for _, pe := range plain.PEs {
 		if pe.Config.Channel != nil {
@@ -150,7 +167,7 @@ func TestChannelGroupsInsideConsistentRegion(t *testing.T) {
 			continue
 		}
 		seen++
-		if ch.Groups != 2 || ch.Width != 2 || ch.PartitionBy != "roundRobin" || len(ch.Operators) != 1 {
+		if ch.Groups != 2 || ch.PartitionBy != "roundRobin" || len(ch.Operators) != 1 {
 			t.Fatalf("PE %s channel %+v", pe.Name, ch)
 		}
 		if name := ChannelPEName("j", "par", ch.Index, int(ch.Group), int(ch.Groups)); name != pe.Name {

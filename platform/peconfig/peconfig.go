@@ -74,15 +74,15 @@ type PE struct {
 // Channel tells a PE which channel of a parallel region it runs, so that a
 // reset to a checkpoint taken at another width can rebuild its keyed state
 // from the checkpoints of every channel of that width
-// (docs/parallel-regions.md). Only PEs in a consistent region get it: it
-// changes with the width, and so relaunches the channel's pods, which a
-// region without checkpoints has no reason to do.
+// (docs/parallel-regions.md). Only PEs in a consistent region get it. It
+// does not change with the width, so a width change leaves the kept
+// channels' pods alone: the width comes with the region's reset command
+// (ConsistentRegion status.parallelWidths).
 type Channel struct {
 	// Region is the parallel region's name in the application.
 	Region string `json:"region"`
-	// Index of the channel and Width of the region in this plan.
+	// Index of the channel.
 	Index int32 `json:"index"`
-	Width int32 `json:"width"`
 	// PartitionBy is how the region's splits partition (key or roundRobin).
 	PartitionBy string `json:"partitionBy"`
 	// Group is this PE's position among the PEs of its channel; Groups is

@@ -8,6 +8,7 @@ package region
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -94,8 +95,12 @@ func (m *machine) step() time.Duration {
 		m.enter(v1alpha1.RegionResetting)
 		st.Epoch++
 		st.RestoreSeq = st.LastCompletedSeq
+		st.ParallelWidths = maps.Clone(m.spec.ParallelWidths)
 		return m.spec.ResetTimeout.Duration
 	case v1alpha1.RegionHealthy:
+		if msg := m.widthsChanged(); msg != "" {
+			return m.reset(ReasonWidthChanged, msg)
+		}
 		if out := m.outOfSync(); out != "" {
 			return m.reset("PEOutOfSync", out)
 		}
@@ -113,6 +118,9 @@ func (m *machine) step() time.Duration {
 		}
 		return due.Sub(m.now)
 	case v1alpha1.RegionDraining:
+		if msg := m.widthsChanged(); msg != "" {
+			return m.reset(ReasonWidthChanged, msg)
+		}
 		if out := m.outOfSync(); out != "" {
 			return m.reset("PEOutOfSync", out)
 		}
@@ -126,6 +134,9 @@ func (m *machine) step() time.Duration {
 		}
 		return due.Sub(m.now)
 	case v1alpha1.RegionResetting:
+		if msg := m.widthsChanged(); msg != "" {
+			return m.reset(ReasonWidthChanged, msg)
+		}
 		if m.outOfSync() == "" {
 			since := st.StateSince.Time
 			m.enter(v1alpha1.RegionHealthy)
@@ -139,6 +150,20 @@ func (m *machine) step() time.Duration {
 		return due.Sub(m.now)
 	}
 	return 0 // Failed is terminal until the Job is retried.
+}
+
+// ReasonWidthChanged is the reset of a region whose parallel regions'
+// widths changed: every channel restores the last checkpoint for its keys
+// at the new widths.
+const ReasonWidthChanged = "WidthChanged"
+
+// widthsChanged describes how the spec's parallel widths differ from the
+// epoch's, or returns "".
+func (m *machine) widthsChanged() string {
+	if maps.Equal(m.spec.ParallelWidths, m.st.ParallelWidths) {
+		return ""
+	}
+	return fmt.Sprintf("parallel widths %v, the epoch runs at %v", m.spec.ParallelWidths, m.st.ParallelWidths)
 }
 
 // afterHealthy is the requeue of a region that just became Healthy.
@@ -186,7 +211,10 @@ func (m *machine) complete() {
 // fails the region when it has reset too often in a row.
 func (m *machine) reset(reason, msg string) time.Duration {
 	st := m.st
-	if st.ConsecutiveResets >= m.spec.MaxConsecutiveResets {
+	// A width change is the user's, not a failure: it neither counts
+	// toward nor is stopped by the limit of consecutive resets.
+	failure := reason != ReasonWidthChanged
+	if failure && st.ConsecutiveResets >= m.spec.MaxConsecutiveResets {
 		m.enter(v1alpha1.RegionFailed)
 		m.event = &Event{Warning: true, Reason: "TooManyResets", Message: fmt.Sprintf("%d consecutive resets; last: %s", st.ConsecutiveResets, msg)}
 		conditions.Set(&st.Conditions, metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse,
@@ -196,7 +224,10 @@ func (m *machine) reset(reason, msg string) time.Duration {
 	m.enter(v1alpha1.RegionResetting)
 	st.Epoch++
 	st.RestoreSeq = st.LastCompletedSeq
-	st.ConsecutiveResets++
+	st.ParallelWidths = maps.Clone(m.spec.ParallelWidths)
+	if failure {
+		st.ConsecutiveResets++
+	}
 	st.Resets++
 	m.event = &Event{Warning: true, Reason: reason, Message: fmt.Sprintf("reset to checkpoint %d (epoch %d): %s", st.RestoreSeq, st.Epoch, msg)}
 	return m.spec.ResetTimeout.Duration

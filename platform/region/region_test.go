@@ -269,3 +269,52 @@ func TestNoChangeNoWrite(t *testing.T) {
 		t.Fatalf("a quiet healthy region must not rewrite its status")
 	}
 }
+
+// A parallel region's width change resets the region so that every PE
+// restores at the new widths; the epoch records the widths, the reset is
+// no failure, and a change arriving during a reset starts another.
+func TestWidthChangeResetsAtTheNewWidths(t *testing.T) {
+	w := newWorld(t, v1alpha1.TriggerPeriodic)
+	w.spec.ParallelWidths = map[string]int32{"agg": 2}
+	w.next()
+	w.want(v1alpha1.RegionResetting)
+	if w.st.ParallelWidths["agg"] != 2 {
+		t.Fatalf("the initial epoch does not record the widths: %+v", w.st.ParallelWidths)
+	}
+	w.applyEpoch()
+	w.next()
+	w.want(v1alpha1.RegionHealthy)
+	w.now = w.now.Add(5 * time.Second)
+	w.next()
+	w.want(v1alpha1.RegionDraining)
+	w.checkpoint(w.st.CurrentSeq)
+	w.next()
+	w.want(v1alpha1.RegionHealthy)
+	limit := w.spec.MaxConsecutiveResets
+
+	for i := 0; i < int(limit)+2; i++ { // more changes than the reset limit: none fails the region
+		width := int32(4 - 2*(i%2))
+		w.spec.ParallelWidths = map[string]int32{"agg": width}
+		d := w.next()
+		w.want(v1alpha1.RegionResetting)
+		if w.st.ParallelWidths["agg"] != width || d.Event == nil || d.Event.Reason != ReasonWidthChanged || w.st.RestoreSeq != 1 {
+			t.Fatalf("change %d to width %d: status %+v, event %+v", i, width, w.st, d.Event)
+		}
+		if w.st.ConsecutiveResets != 0 {
+			t.Fatalf("a width change counted as a failed reset: %+v", w.st)
+		}
+		w.applyEpoch()
+		w.next()
+		w.want(v1alpha1.RegionHealthy)
+	}
+	// A change while a reset runs starts another epoch at the new widths.
+	w.pes["j-pe-0"].Connected = false
+	w.next()
+	w.want(v1alpha1.RegionResetting)
+	epoch := w.st.Epoch
+	w.spec.ParallelWidths = map[string]int32{"agg": 3}
+	w.next()
+	if w.st.Epoch != epoch+1 || w.st.ParallelWidths["agg"] != 3 {
+		t.Fatalf("change during a reset: epoch %d -> %d, widths %v", epoch, w.st.Epoch, w.st.ParallelWidths)
+	}
+}

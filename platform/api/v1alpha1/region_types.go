@@ -63,6 +63,10 @@ type ConsistentRegionSpec struct {
 	ResetTimeout metav1.Duration `json:"resetTimeout"`
 	// MaxConsecutiveResets before the region is Failed.
 	MaxConsecutiveResets int32 `json:"maxConsecutiveResets"`
+	// ParallelWidths are the widths of the parallel regions inside this
+	// region, by parallel region name, as the Job's plan runs them now.
+	// +optional
+	ParallelWidths map[string]int32 `json:"parallelWidths,omitempty"`
 }
 
 // RegionPEStatus is one PE's progress as the region coordinator last saw it.
@@ -107,6 +111,13 @@ type ConsistentRegionStatus struct {
 	// (0: the initial state).
 	// +optional
 	RestoreSeq int64 `json:"restoreSeq,omitempty"`
+	// ParallelWidths are the parallel regions' widths the current epoch
+	// runs at: the spec's, taken when the epoch's reset began, so that
+	// every PE of an epoch agrees on them. A channel PE restores its keyed
+	// state for its channel at these widths, and a width change needs no
+	// new configuration (nor new pods) for the channels it keeps.
+	// +optional
+	ParallelWidths map[string]int32 `json:"parallelWidths,omitempty"`
 	// ConsecutiveResets since the last completed checkpoint.
 	// +optional
 	ConsecutiveResets int32 `json:"consecutiveResets,omitempty"`

@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"time"
 
@@ -128,15 +129,19 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 	ns := job.Namespace
 	track(r.Coord.ConfigMaps.Submit(ctx, client.ObjectKey{Namespace: ns, Name: app.PortTableName(job.Name)}, setData(render.PortTable(job, plan))))
 	// A consistent region around a resized parallel region gains or loses
-	// PEs; the new ones join out of sync, which resets the region.
+	// PEs and changes its widths, which resets it: every channel restores
+	// the last checkpoint for its keys at the new width.
 	for i := range plan.Regions {
 		want := plan.Regions[i].Spec
 		track(r.Coord.Regions.Submit(ctx, client.ObjectKey{Namespace: ns, Name: plan.Regions[i].Resource},
 			coordinator.Command[*v1alpha1.ConsistentRegion]{Name: "update region members", Apply: func(cr *v1alpha1.ConsistentRegion) bool {
-				if reflect.DeepEqual(cr.Spec.PEs, want.PEs) && reflect.DeepEqual(cr.Spec.Operators, want.Operators) {
+				if reflect.DeepEqual(cr.Spec.PEs, want.PEs) && reflect.DeepEqual(cr.Spec.Operators, want.Operators) &&
+					maps.Equal(cr.Spec.ParallelWidths, want.ParallelWidths) {
 					return false
 				}
-				cr.Spec.PEs, cr.Spec.Operators = want.PEs, want.Operators
+				// One write: the region resets to the new widths with its
+				// new members.
+				cr.Spec.PEs, cr.Spec.Operators, cr.Spec.ParallelWidths = want.PEs, want.Operators, want.ParallelWidths
 				return true
 			}}))
 	}

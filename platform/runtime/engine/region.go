@@ -59,6 +59,9 @@ type regionState struct {
 	progress v1alpha1.RegionProgress
 	pruned   uint64
 	jobs     []storeJob
+	// width is the parallel region's width in the current epoch, for a
+	// channel PE (0: not known), as the reset command said.
+	width int32
 }
 
 // storeJob is a checkpoint to write (blob set) or a prune.
@@ -207,9 +210,13 @@ func (e *Engine) reset(cmd regionctl.Command) {
 		return
 	}
 	states := rg.initial
+	var width int32
+	if ch := e.opts.PE.Channel; ch != nil {
+		width = cmd.Width(ch.Region)
+	}
 	if cmd.RestoreSeq > 0 {
 		var err error
-		if states, err = e.load(uint64(cmd.RestoreSeq)); err != nil {
+		if states, err = e.load(uint64(cmd.RestoreSeq), width); err != nil {
 			// Not applied, not reported: the reset times out and the
 			// coordinator tries again with a new epoch.
 			e.log.Error("reset: cannot load checkpoint", "region", rg.name, "epoch", epoch, "seq", cmd.RestoreSeq, "err", err)
@@ -223,6 +230,7 @@ func (e *Engine) reset(cmd regionctl.Command) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rg.setPaused(true)
+	rg.width = width
 	e.epoch = epoch
 	e.appliedEpoch.Store(epoch)
 	// Inputs first: closing the old connections drops what they still
@@ -259,13 +267,14 @@ func (e *Engine) reset(cmd regionctl.Command) {
 
 // load reads the states checkpoint seq holds for the PE's operators. A
 // channel PE of a parallel region whose checkpoint was taken at another
-// width rebuilds them from every channel of that width (loadChannel).
-func (e *Engine) load(seq uint64) (map[string][]byte, error) {
+// width than the epoch's, width, rebuilds them from every channel of that
+// width (loadChannel).
+func (e *Engine) load(seq uint64, width int32) (map[string][]byte, error) {
 	if ch := e.opts.PE.Channel; ch != nil {
 		if e.opts.NoRedistribution {
 			return e.loadOwnOrInitial(seq)
 		}
-		return e.loadChannel(seq, ch)
+		return e.loadChannel(seq, ch, width)
 	}
 	return e.loadPE(e.opts.PE.Name, seq)
 }
@@ -331,7 +340,7 @@ type channelMeta struct {
 // rebuilds its state from its copies in all of them
 // (operators.Redistributor): keyed state by Port(key, width), the rest by
 // the merge rules of docs/parallel-regions.md.
-func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel) (map[string][]byte, error) {
+func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel, width int32) (map[string][]byte, error) {
 	pe := e.opts.PE
 	peer := func(c int32) string { return app.ChannelPEName(pe.Job, ch.Region, c, int(ch.Group), int(ch.Groups)) }
 	first, err := e.loadPE(peer(0), seq)
@@ -344,7 +353,7 @@ func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel) (map[string][]byt
 			return nil, fmt.Errorf("checkpoint %d of %s: %w", seq, peer(0), err)
 		}
 	}
-	if meta.Width == 0 || meta.Width == ch.Width {
+	if meta.Width == 0 || width == 0 || meta.Width == width {
 		if ch.Index == 0 {
 			return first, e.checkOwn(first, seq)
 		}
@@ -370,7 +379,7 @@ func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel) (map[string][]byt
 		if !ok {
 			return nil, fmt.Errorf("operator %s: the PE config does not say which operator it copies", n.name)
 		}
-		rd := operators.Redistribution{Channel: int(ch.Index), Width: int(ch.Width), ByKey: ch.PartitionBy != "roundRobin",
+		rd := operators.Redistribution{Channel: int(ch.Index), Width: int(width), ByKey: ch.PartitionBy != "roundRobin",
 			RestoreSeq: seq}
 		for c := range all {
 			b, ok := all[c][app.ChannelOperator(logical, int32(c))]
@@ -383,7 +392,7 @@ func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel) (map[string][]byt
 			return nil, err
 		}
 	}
-	e.log.Info("reset: state redistributed", "region", e.rg.name, "seq", seq, "fromWidth", meta.Width, "toWidth", ch.Width,
+	e.log.Info("reset: state redistributed", "region", e.rg.name, "seq", seq, "fromWidth", meta.Width, "toWidth", width,
 		"channel", ch.Index)
 	return out, nil
 }
@@ -473,7 +482,7 @@ func (e *Engine) snapshotNode(n *node, seq uint64) {
 	// nil. Writing it again here would replace it with an empty one.
 	if rg.snaps != nil && rg.snapped == len(e.nodes) {
 		if ch := e.opts.PE.Channel; ch != nil {
-			rg.snaps[channelMetaKey], _ = json.Marshal(channelMeta{Region: ch.Region, Index: ch.Index, Width: ch.Width})
+			rg.snaps[channelMetaKey], _ = json.Marshal(channelMeta{Region: ch.Region, Index: ch.Index, Width: rg.width})
 		}
 		rg.jobs = append(rg.jobs, storeJob{seq: seq, blob: EncodeCheckpoint(rg.snaps)})
 		rg.snaps = nil

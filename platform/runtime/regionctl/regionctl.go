@@ -8,23 +8,55 @@ package regionctl
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
 )
 
 // Command is the part of a ConsistentRegion's status that a PE acts on.
+// It is comparable: the controls deliver a command only when it changed.
 type Command struct {
 	State            v1alpha1.RegionState
 	Epoch            int64
 	CurrentSeq       int64
 	LastCompletedSeq int64
 	RestoreSeq       int64
+	// Widths are the epoch's parallel widths, encoded by EncodeWidths.
+	Widths string
 }
 
 // FromStatus extracts the command from a region's status.
 func FromStatus(s *v1alpha1.ConsistentRegionStatus) Command {
 	return Command{State: s.State, Epoch: s.Epoch, CurrentSeq: s.CurrentSeq,
-		LastCompletedSeq: s.LastCompletedSeq, RestoreSeq: s.RestoreSeq}
+		LastCompletedSeq: s.LastCompletedSeq, RestoreSeq: s.RestoreSeq, Widths: EncodeWidths(s.ParallelWidths)}
+}
+
+// EncodeWidths writes parallel widths as "name=width,..." in name order.
+func EncodeWidths(w map[string]int32) string {
+	parts := make([]string, 0, len(w))
+	for name, width := range w {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, width))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+// Width is the epoch's width of a parallel region, or 0 when the command
+// does not say.
+func (c Command) Width(parallel string) int32 {
+	for _, part := range strings.Split(c.Widths, ",") {
+		name, w, ok := strings.Cut(part, "=")
+		if ok && name == parallel {
+			n, err := strconv.ParseInt(w, 10, 32)
+			if err == nil {
+				return int32(n)
+			}
+		}
+	}
+	return 0
 }
 
 // Control connects a PE process with its region.
