@@ -283,3 +283,39 @@ func TestFilterRedistribute(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Round robin spreads a key over every channel: old channel c's whole
+// state goes to channel c mod width, and the partial accumulators of a key
+// that meet there are added.
+func TestAggregateRedistributeRoundRobin(t *testing.T) {
+	part := func(sum int64) []byte {
+		b, err := (&Aggregate{st: aggState{Seq: 3, Epoch: 1, ClosedBelow: 4,
+			Windows: map[int64]map[uint64]*acc{4: {9: {Count: 1, Sum: sum, Min: sum, Max: sum}}}}, tracker: NewTracker(true)}).Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	parts := [][]byte{part(5), part(7), part(11)}
+	a, _ := NewAggregate("agg-0", &v1alpha1.OperatorParams{}, Env{Out: &fakeOut{}, Epoch: 1})
+	var total int64
+	counts := []int64{2, 1}
+	for c, want := range []int64{5 + 11, 7} {
+		b, err := a.Redistribute(Redistribution{Parts: parts, Channel: c, Width: 2, RestoreSeq: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s aggSnapshot
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		got := s.State.Windows[4][9]
+		if got == nil || got.Sum != want || got.Count != counts[c] {
+			t.Fatalf("channel %d: key 9 in window 4 = %+v, want sum %d", c, got, want)
+		}
+		total += got.Sum
+	}
+	if total != 23 {
+		t.Fatalf("sums add up to %d, want 23", total)
+	}
+}
