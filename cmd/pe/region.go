@@ -30,7 +30,7 @@ func openStore(s *peconfig.Store) (checkpoint.Store, error) {
 		return nil, nil
 	}
 	st, err := checkpoint.Open(checkpoint.Config{Type: s.Type, Path: s.Path, Endpoint: s.Endpoint, Bucket: s.Bucket,
-		Prefix: s.Prefix, Insecure: s.Insecure, AccessKeyEnv: s.AccessKeyEnv, SecretKeyEnv: s.SecretKeyEnv})
+		Prefix: s.Prefix, Insecure: s.Insecure, CreateBucket: s.CreateBucket, AccessKeyEnv: s.AccessKeyEnv, SecretKeyEnv: s.SecretKeyEnv})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint store: %w", err)
 	}

@@ -212,7 +212,7 @@ func StoreConfig(s *v1alpha1.CheckpointStore) *peconfig.Store {
 		return nil
 	}
 	out := &peconfig.Store{Type: string(s.Type), Path: s.Path, Endpoint: s.Endpoint, Bucket: s.Bucket,
-		Prefix: s.Prefix, Insecure: s.Insecure}
+		Prefix: s.Prefix, Insecure: s.Insecure, CreateBucket: s.CreateBucket}
 	if s.Type == v1alpha1.StoreS3 {
 		out.AccessKeyEnv, out.SecretKeyEnv = peconfig.EnvS3AccessKey, peconfig.EnvS3SecretKey
 	}

@@ -45,7 +45,7 @@ func openS3(ctx context.Context, o s3Options) (*s3Store, error) {
 	}
 	if !exists {
 		if !o.createBucket {
-			return nil, fmt.Errorf("checkpoint s3 store: bucket %q does not exist at %s (set createBucket to create it)", o.bucket, o.endpoint)
+			return nil, fmt.Errorf("checkpoint s3 store: bucket %q does not exist at %s (create it, or set the Job's checkpointStore.createBucket)", o.bucket, o.endpoint)
 		}
 		err := client.MakeBucket(ctx, o.bucket, minio.MakeBucketOptions{Region: o.region})
 		// Another PE may have created it in the meantime.

@@ -129,6 +129,7 @@ type Store struct {
 	Bucket       string `json:"bucket,omitempty"`
 	Prefix       string `json:"prefix,omitempty"`
 	Insecure     bool   `json:"insecure,omitempty"`
+	CreateBucket bool   `json:"createBucket,omitempty"`
 	AccessKeyEnv string `json:"accessKeyEnv,omitempty"`
 	SecretKeyEnv string `json:"secretKeyEnv,omitempty"`
 }

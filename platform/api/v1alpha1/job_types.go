@@ -91,6 +91,12 @@ type CheckpointStore struct {
 	// +optional
 	Insecure bool `json:"insecure,omitempty"`
 
+	// CreateBucket lets the PEs create the S3 bucket when it does not
+	// exist (the credentials must allow it); without it a missing bucket
+	// is an error the PE reports.
+	// +optional
+	CreateBucket bool `json:"createBucket,omitempty"`
+
 	// CredentialsSecret names a Secret with keys accessKey and secretKey for
 	// the S3 store; they reach the PE as environment variables.
 	// +kubebuilder:validation:MaxLength=253
