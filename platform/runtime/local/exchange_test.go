@@ -65,7 +65,8 @@ func sinkTuples(c *Cluster) (uint64, error) {
 
 func waitTuplesAbove(t *testing.T, c *Cluster, above uint64, what string) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: PE processes start slowly on a loaded machine.
+	deadline := time.Now().Add(90 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
 		n, err := sinkTuples(c)
