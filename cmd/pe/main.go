@@ -36,7 +36,8 @@ func usage() {
   pe run   --config FILE --ports FILE [--listen-host H] [--listen-base N] [--health-addr ADDR]
            [--resolve service|local:FILE|local:pe=port,...] [--summary FILE] [--grace D] [--region-dir DIR]
   pe local --job FILE [--dir DIR] [--base-port N] [--duration D] [--restart] [--job-store] [--exchange-dir DIR]
-  pe bench [--quick]`)
+  pe bench [--quick]
+  pe prepare-store --path DIR --owner UID:GID`)
 	os.Exit(2)
 }
 
@@ -52,6 +53,8 @@ func main() {
 		err = localCmd(os.Args[2:])
 	case "bench":
 		err = benchCmd(os.Args[2:])
+	case "prepare-store":
+		err = prepareStoreCmd(os.Args[2:])
 	default:
 		usage()
 	}

@@ -1,8 +1,11 @@
 package render
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 
 	"sluice.dev/sluice/platform/api/v1alpha1"
@@ -46,6 +49,9 @@ func PEAccess(job *v1alpha1.Job) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.
 // the node.
 const checkpointHostPath = "/var/lib/sluice/checkpoints"
 
+// PEUser is the user and group the PE image runs as (build/Dockerfile).
+const PEUser = 65532
+
 // applyRegion gives the pod of a consistent-region PE its API identity and
 // its checkpoint store.
 func applyRegion(pod *corev1.Pod, pe *v1alpha1.ProcessingElement) {
@@ -67,7 +73,23 @@ func applyRegion(pod *corev1.Pod, pe *v1alpha1.ProcessingElement) {
 			src = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: store.ClaimName}}
 		}
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "checkpoints", VolumeSource: src})
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "checkpoints", MountPath: store.Path})
+		mount := corev1.VolumeMount{Name: "checkpoints", MountPath: store.Path}
+		c.VolumeMounts = append(c.VolumeMounts, mount)
+		if store.ClaimName == "" {
+			// The kubelet creates the hostPath directory as root; the PE
+			// is not root. The PE binary gives the directory to the PE's
+			// user first, as root, in an init container.
+			pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{
+				Name: "prepare-store", Image: c.Image, ImagePullPolicy: c.ImagePullPolicy,
+				Args:         []string{"prepare-store", "--path", store.Path, "--owner", fmt.Sprintf("%d:%d", PEUser, PEUser)},
+				VolumeMounts: []corev1.VolumeMount{mount},
+				SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0),
+					RunAsNonRoot: ptr.To(false), AllowPrivilegeEscalation: ptr.To(false),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN"}}},
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")}},
+			})
+		}
 	case v1alpha1.StoreS3:
 		if store.CredentialsSecret == "" {
 			return
