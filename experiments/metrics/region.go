@@ -53,26 +53,9 @@ func (tr *Trace) checkpoints() []regionRow {
 // is fault detection, not part of it.
 func (tr *Trace) resets() []regionRow {
 	var out []regionRow
-	for _, f := range tr.faults() {
-		epochAt := map[string]int64{}
-		done := map[string]bool{}
-		for _, e := range tr.Events {
-			cr, ok := tr.regionOf(e)
-			if !ok {
-				continue
-			}
-			st := cr.Status
-			if !e.Time.After(f.Time) {
-				epochAt[cr.Name] = st.Epoch
-				continue
-			}
-			if done[cr.Name] || st.State != v1alpha1.RegionHealthy || st.Epoch <= epochAt[cr.Name] || st.LastResetDuration == nil {
-				continue
-			}
-			done[cr.Name] = true
-			out = append(out, regionRow{fmt.Sprintf("%s/pe-%d", cr.Name, f.PE), st.LastResetDuration.Duration})
-		}
-	}
+	tr.firstResetEnds(func(f Action, cr *v1alpha1.ConsistentRegion, _ Event) {
+		out = append(out, regionRow{fmt.Sprintf("%s/pe-%d", cr.Name, f.PE), cr.Status.LastResetDuration.Duration})
+	})
 	return out
 }
 
@@ -101,6 +84,32 @@ func (tr *Trace) replays() []regionRow {
 		series[s.Subject] = append(series[s.Subject], s)
 	}
 	var out []regionRow
+	tr.firstResetEnds(func(f Action, cr *v1alpha1.ConsistentRegion, e Event) {
+		st := cr.Status
+		drain, ok := tr.drainStart(cr.Name, st.RestoreSeq, e.Time)
+		if !ok {
+			return
+		}
+		var caught time.Duration
+		n := 0
+		for _, name := range names {
+			d, ok := catchUp(series[name], drain, e.Time, st.RestoreSeq == 0)
+			if ok {
+				caught = max(caught, d)
+				n++
+			}
+		}
+		if n > 0 {
+			out = append(out, regionRow{fmt.Sprintf("%s/pe-%d", cr.Name, f.PE), caught})
+		}
+	})
+	return out
+}
+
+// firstResetEnds calls fn for each fault on a PE and each region of the
+// Job with the event at which the region's first reset after the fault
+// ended (seen Healthy at a later epoch, with the reset's duration).
+func (tr *Trace) firstResetEnds(fn func(f Action, cr *v1alpha1.ConsistentRegion, e Event)) {
 	for _, f := range tr.faults() {
 		epochAt := map[string]int64{}
 		done := map[string]bool{}
@@ -118,25 +127,9 @@ func (tr *Trace) replays() []regionRow {
 				continue
 			}
 			done[cr.Name] = true
-			drain, ok := tr.drainStart(cr.Name, st.RestoreSeq, e.Time)
-			if !ok {
-				continue
-			}
-			var caught time.Duration
-			n := 0
-			for _, name := range names {
-				d, ok := catchUp(series[name], drain, e.Time, st.RestoreSeq == 0)
-				if ok {
-					caught = max(caught, d)
-					n++
-				}
-			}
-			if n > 0 {
-				out = append(out, regionRow{fmt.Sprintf("%s/pe-%d", cr.Name, f.PE), caught})
-			}
+			fn(f, cr, e)
 		}
 	}
-	return out
 }
 
 // drainStart is when the region was first seen Draining for checkpoint

@@ -406,7 +406,13 @@ func sinkSummary(ctx context.Context, c *kindconfig.Cluster, ns string) (operato
 	if pe.Status.PodName == "" {
 		return operators.Summary{}, errors.New("sink PE has no pod")
 	}
-	b, err := c.ScrapePod(ctx, ns, pe.Status.PodName, int(v1alpha1.PEHealthPort), "/summary")
+	return podSummary(ctx, c, ns, pe.Status.PodName)
+}
+
+// podSummary reads the summary of the one sink of a PE pod through the
+// API server's pod proxy.
+func podSummary(ctx context.Context, c *kindconfig.Cluster, ns, pod string) (operators.Summary, error) {
+	b, err := c.ScrapePod(ctx, ns, pod, int(v1alpha1.PEHealthPort), "/summary")
 	if err != nil {
 		return operators.Summary{}, err
 	}

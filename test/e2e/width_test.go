@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -96,18 +95,9 @@ func widthSink(ctx context.Context, c *kindconfig.Cluster, ns string) (operators
 		return operators.Summary{}, err
 	}
 	for _, p := range pes.Items {
-		if !slices.Contains(p.Spec.Operators, "sink") || p.Status.PodName == "" {
-			continue
+		if slices.Contains(p.Spec.Operators, "sink") && p.Status.PodName != "" {
+			return podSummary(ctx, c, ns, p.Status.PodName)
 		}
-		b, err := c.ScrapePod(ctx, ns, p.Status.PodName, int(v1alpha1.PEHealthPort), "/summary")
-		if err != nil {
-			return operators.Summary{}, err
-		}
-		var ss []operators.Summary
-		if err := json.Unmarshal(b, &ss); err != nil || len(ss) != 1 {
-			return operators.Summary{}, fmt.Errorf("summary %q: %v", b, err)
-		}
-		return ss[0], nil
 	}
 	return operators.Summary{}, fmt.Errorf("no running sink PE")
 }
