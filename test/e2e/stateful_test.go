@@ -336,15 +336,27 @@ func (s *stateful) deletePod(i int) {
 
 // killProcess SIGKILLs the PE process inside its container, through the
 // node's containerd (as experiments/kindbackend does).
+// A PE process restarts in its pod, in a new container: the pod's status
+// can still name the container that just ended, so a kill that finds no
+// running task reads the pod again and retries.
 func (s *stateful) killProcess(i int) {
-	pod := s.pePod(i)
-	_, id, _ := strings.Cut(pod.Status.ContainerStatuses[0].ContainerID, "://")
-	st := s.w.status().State
-	out, err := exec.Command("docker", "exec", pod.Spec.NodeName, "ctr", "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id).CombinedOutput()
-	if err != nil {
-		s.t.Fatalf("killing the PE process of %s on %s: %v: %s", pod.Name, pod.Spec.NodeName, err, out)
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		pod := s.pePod(i)
+		_, id, _ := strings.Cut(pod.Status.ContainerStatuses[0].ContainerID, "://")
+		st := s.w.status().State
+		out, err = exec.Command("docker", "exec", pod.Spec.NodeName, "ctr", "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id).CombinedOutput()
+		if err == nil {
+			s.record("kill process", pod.Name, st)
+			return
+		}
+		if !strings.Contains(string(out), "not found") {
+			s.t.Fatalf("killing the PE process of %s on %s: %v: %s", pod.Name, pod.Spec.NodeName, err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	s.record("kill process", pod.Name, st)
+	s.t.Fatalf("killing the PE process of PE %d: no running task after 20 tries: %v: %s", i, err, out)
 }
 
 func (s *stateful) killOperator() {
