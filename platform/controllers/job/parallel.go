@@ -164,7 +164,10 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 		want := render.ProcessingElement(job, p)
 		track(r.Coord.PEs.Submit(ctx, key, setPESpec(want)))
 		cur := &v1alpha1.ProcessingElement{}
-		if err := r.Client.Get(ctx, key, cur); err != nil || cur.Spec.ConfigHash != want.Spec.ConfigHash || !pe.IsConnected(cur) {
+		// The status must describe this spec: written before the new
+		// configuration hash, it still reports the old pod as connected.
+		if err := r.Client.Get(ctx, key, cur); err != nil || cur.Spec.ConfigHash != want.Spec.ConfigHash ||
+			cur.Status.ObservedGeneration != cur.Generation || !pe.IsConnected(cur) {
 			connected = false
 			if err == nil && unschedulable == "" {
 				unschedulable = r.unschedulableFor(ctx, cur)

@@ -58,7 +58,10 @@ func Observe(pe *v1alpha1.ProcessingElement, pod *corev1.Pod) Observed {
 	}
 	o := Observed{Launch: pe.Spec.LaunchCount, PodName: pod.Name, Phase: pod.Status.Phase, Node: pod.Spec.NodeName,
 		Connectivity: v1alpha1.ConnectivityDisconnected}
-	if Connected(pod) {
+	// A pod started from an older configuration is about to be replaced
+	// (the pod conductor's StepReconfigure): its connections are the old
+	// plan's, so it does not make the PE connected.
+	if Connected(pod) && pod.Annotations[v1alpha1.AnnotationConfigHash] == pe.Spec.ConfigHash {
 		o.Connectivity = v1alpha1.ConnectivityConnected
 	}
 	o.Unschedulable = UnschedulableMessage(pod)

@@ -35,3 +35,20 @@ func TestObserveCountsInPlaceRestarts(t *testing.T) {
 		t.Fatalf("without a pod: %+v", o)
 	}
 }
+
+func TestObserveOldConfigurationIsNotConnected(t *testing.T) {
+	p := &v1alpha1.ProcessingElement{}
+	p.Spec.LaunchCount, p.Spec.ConfigHash = 1, "new"
+	pod := &corev1.Pod{}
+	pod.Name, pod.Spec.NodeName = "j-pe-0-1", "n1"
+	pod.Annotations = map[string]string{v1alpha1.AnnotationConfigHash: "old"}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if o := Observe(p, pod); o.Connectivity != v1alpha1.ConnectivityDisconnected {
+		t.Fatalf("a Ready pod of the old configuration observed %s", o.Connectivity)
+	}
+	pod.Annotations[v1alpha1.AnnotationConfigHash] = "new"
+	if o := Observe(p, pod); o.Connectivity != v1alpha1.ConnectivityConnected {
+		t.Fatalf("a Ready pod of the current configuration observed %s", o.Connectivity)
+	}
+}
