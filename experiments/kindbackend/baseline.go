@@ -270,7 +270,8 @@ func (b *Backend) deploymentRecovery(ctx context.Context, sc spec.Scenario, rec 
 			switch m {
 			case metrics.FaultDetected:
 				d, ok = detected(events, h.at, h.pod)
-			case metrics.RecoveryConnected:
+			case metrics.RecoveryConnected, metrics.RecoveryPodReady:
+				// A bare pod has no operator: Ready is both.
 				var t time.Time
 				t, _, ok = recovered(events, h.at, h.pod, h.kind)
 				d = t.Sub(h.at)

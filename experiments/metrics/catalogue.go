@@ -38,6 +38,7 @@ const (
 	GCJob               = "gc_job"
 	GCDependents        = "gc_dependents"
 	FaultDetected       = "fault_detected"
+	RecoveryPodReady    = "recovery_pod_ready"
 	RecoveryConnected   = "recovery_connected"
 	RecoveryFlowing     = "recovery_flowing"
 	CheckpointDuration  = "checkpoint_duration"
@@ -67,6 +68,7 @@ var catalogue = map[string]Info{
 	GCJob:               {GCJob, Seconds, "Job deletion", "delete issued -> Job gone"},
 	GCDependents:        {GCDependents, Seconds, "garbage collection", "delete issued -> every object of the Job gone"},
 	FaultDetected:       {FaultDetected, Seconds, "fault detection", "fault injected -> PE seen not connected"},
+	RecoveryPodReady:    {RecoveryPodReady, Seconds, "recovery (pod ready)", "fault injected -> a pod of the PE Ready again in a later incarnation (the kubelet's view, before the operator's)"},
 	RecoveryConnected:   {RecoveryConnected, Seconds, "recovery (connected)", "fault injected -> PE Connected again (new pod or container restarted in place)"},
 	RecoveryFlowing:     {RecoveryFlowing, Seconds, "recovery (flowing)", "fault injected -> the PE's tuples flow again after it reconnected"},
 	CheckpointDuration:  {CheckpointDuration, Seconds, "checkpoint (drain) time", "consistent region Draining -> every PE wrote the checkpoint (status lastDrainDuration), per checkpoint"},

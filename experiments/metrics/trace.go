@@ -138,6 +138,12 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 			for _, r := range tr.replays() {
 				add(r.subject, secs(r.d))
 			}
+		case RecoveryPodReady:
+			for _, f := range tr.faults() {
+				if d, ok := tr.podReadyAgain(f); ok {
+					add(app.PEName(tr.Job, int32(f.PE)), secs(d))
+				}
+			}
 		case FaultDetected, RecoveryConnected, RecoveryFlowing:
 			for _, f := range tr.faults() {
 				if d, ok := tr.recovery(f, n); ok {
@@ -468,6 +474,44 @@ func (tr *Trace) recovery(f Action, metric string) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// podReadyAgain measures recovery_pod_ready for one fault on PE f.PE: the
+// first event after the fault of a pod of the PE that is Ready and is not
+// the run that failed: a pod not seen before the fault, or the same pod
+// with its PE container restarted more often. Beside recovery_connected it
+// splits a recovery into the kubelet's part and the platform's (the PE
+// controller seeing the pod and writing the PE's status).
+func (tr *Trace) podReadyAgain(f Action) (time.Duration, bool) {
+	name := app.PEName(tr.Job, int32(f.PE))
+	restartsAt := map[string]int32{} // pod UID -> restarts at the fault
+	for _, e := range tr.Events {
+		pod, ok := e.Object.(*corev1.Pod)
+		if !ok || pod.Namespace != tr.Namespace || pod.Labels[v1alpha1.LabelPE] != name {
+			continue
+		}
+		if !e.Time.After(f.Time) {
+			restartsAt[string(pod.UID)] = peRestarts(pod)
+			continue
+		}
+		if e.Type == watch.Deleted || pod.DeletionTimestamp != nil || !podCondition(pod, corev1.PodReady) {
+			continue
+		}
+		if before, seen := restartsAt[string(pod.UID)]; !seen || peRestarts(pod) > before {
+			return e.Time.Sub(f.Time), true
+		}
+	}
+	return 0, false
+}
+
+// peRestarts is the restart count of a pod's PE container.
+func peRestarts(pod *corev1.Pod) int32 {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == v1alpha1.PEContainerName {
+			return cs.RestartCount
+		}
+	}
+	return 0
 }
 
 // Stamp is a helper for backends that build events from objects: it copies

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -204,6 +205,59 @@ func TestRecovery(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Error(diff)
+	}
+}
+
+// pePod is PE p-pe-<index>'s pod with the given UID, PE container
+// restarts and readiness.
+func pePod(index int, uid string, restarts int32, ready bool) *corev1.Pod {
+	p := pod("p-pe-"+string(rune('0'+index))+"-"+uid, "n1", corev1.PodRunning, ready)
+	p.UID = types.UID(uid)
+	p.Labels[v1alpha1.LabelPE] = "p-pe-" + string(rune('0'+index))
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: v1alpha1.PEContainerName, RestartCount: restarts}}
+	return p
+}
+
+func TestRecoveryPodReady(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		events []Event
+		want   float64 // 0: no row
+	}{
+		{"new pod", []Event{
+			ev(1, watch.Added, pePod(1, "a", 0, true)),
+			ev(31, watch.Deleted, pePod(1, "a", 0, true)),
+			ev(32, watch.Added, pePod(1, "b", 0, false)),
+			ev(34, watch.Added, pePod(2, "c", 0, true)), // another PE's pod
+			ev(35, watch.Modified, pePod(1, "b", 0, true)),
+		}, 5},
+		{"restarted in place", []Event{
+			ev(1, watch.Added, pePod(1, "a", 0, true)),
+			// Still Ready in the kubelet's last report: the old run.
+			ev(30.5, watch.Modified, pePod(1, "a", 0, true)),
+			ev(31, watch.Modified, pePod(1, "a", 1, false)),
+			ev(33, watch.Modified, pePod(1, "a", 1, true)),
+		}, 3},
+		{"never ready again", []Event{
+			ev(1, watch.Added, pePod(1, "a", 0, true)),
+			ev(31, watch.Modified, pePod(1, "a", 1, false)),
+		}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := &Trace{Namespace: "default", Job: "p", Events: c.events,
+				Actions: []Action{{Time: at(30), Kind: "killContainer", PE: 1}}}
+			rows, err := tr.Compute([]string{RecoveryPodReady})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []results.Row
+			if c.want > 0 {
+				want = []results.Row{{Metric: RecoveryPodReady, Subject: "p-pe-1", Value: c.want, Unit: "s"}}
+			}
+			if diff := cmp.Diff(want, rows); diff != "" {
+				t.Error(diff)
+			}
+		})
 	}
 }
 

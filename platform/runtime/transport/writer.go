@@ -128,7 +128,10 @@ func NewWriter(cfg WriterConfig) *Writer {
 		cfg.MinBackoff = 50 * time.Millisecond
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 2 * time.Second
+		// A restarted peer is found on the next retry, so this cap adds
+		// up to itself (plus jitter) to every recovery; a dial to a peer
+		// that is down costs one refused connection, so retry often.
+		cfg.MaxBackoff = 500 * time.Millisecond
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
