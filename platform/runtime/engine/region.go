@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,13 +63,21 @@ type regionState struct {
 	// width is the parallel region's width in the current epoch, for a
 	// channel PE (0: not known), as the reset command said.
 	width int32
+	// orphans are the channel PEs a smaller width removed, whose
+	// checkpoints channel 0 deletes once a checkpoint above orphansAt (the
+	// one the narrowing reset restored) is complete: from then on no reset
+	// reads them.
+	orphans   []string
+	orphansAt uint64
 }
 
-// storeJob is a checkpoint to write (blob set) or a prune.
+// storeJob is a checkpoint to write (blob set) or a prune of pe's
+// checkpoints below seq (pe empty: this PE's).
 type storeJob struct {
 	seq   uint64
 	blob  []byte
 	prune bool
+	pe    string
 }
 
 func newRegionState(ctrl regionctl.Control, store CheckpointStore, name string) *regionState {
@@ -210,13 +219,14 @@ func (e *Engine) reset(cmd regionctl.Command) {
 		return
 	}
 	states := rg.initial
+	var orphans []string
 	var width int32
 	if ch := e.opts.PE.Channel; ch != nil {
 		width = cmd.Width(ch.Region)
 	}
 	if cmd.RestoreSeq > 0 {
 		var err error
-		if states, err = e.load(uint64(cmd.RestoreSeq), width); err != nil {
+		if states, orphans, err = e.load(uint64(cmd.RestoreSeq), width); err != nil {
 			// Not applied, not reported: the reset times out and the
 			// coordinator tries again with a new epoch.
 			e.log.Error("reset: cannot load checkpoint", "region", rg.name, "epoch", epoch, "seq", cmd.RestoreSeq, "err", err)
@@ -231,6 +241,7 @@ func (e *Engine) reset(cmd regionctl.Command) {
 	defer e.mu.Unlock()
 	rg.setPaused(true)
 	rg.width = width
+	rg.orphans, rg.orphansAt = orphans, uint64(max(cmd.RestoreSeq, 0))
 	e.epoch = epoch
 	e.appliedEpoch.Store(epoch)
 	// Inputs first: closing the old connections drops what they still
@@ -268,15 +279,18 @@ func (e *Engine) reset(cmd regionctl.Command) {
 // load reads the states checkpoint seq holds for the PE's operators. A
 // channel PE of a parallel region whose checkpoint was taken at another
 // width than the epoch's, width, rebuilds them from every channel of that
-// width (loadChannel).
-func (e *Engine) load(seq uint64, width int32) (map[string][]byte, error) {
+// width (loadChannel), and channel 0 learns which channels a smaller
+// width left behind (orphans).
+func (e *Engine) load(seq uint64, width int32) (states map[string][]byte, orphans []string, err error) {
 	if ch := e.opts.PE.Channel; ch != nil {
 		if e.opts.NoRedistribution {
-			return e.loadOwnOrInitial(seq)
+			states, err = e.loadOwnOrInitial(seq)
+			return states, nil, err
 		}
 		return e.loadChannel(seq, ch, width)
 	}
-	return e.loadPE(e.opts.PE.Name, seq)
+	states, err = e.loadPE(e.opts.PE.Name, seq)
+	return states, nil, err
 }
 
 // loadPE reads and unpacks the checkpoint pe wrote at seq, checking that
@@ -340,30 +354,37 @@ type channelMeta struct {
 // rebuilds its state from its copies in all of them
 // (operators.Redistributor): keyed state by Port(key, width), the rest by
 // the merge rules of docs/parallel-regions.md.
-func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel, width int32) (map[string][]byte, error) {
+func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel, width int32) (map[string][]byte, []string, error) {
 	pe := e.opts.PE
 	peer := func(c int32) string { return app.ChannelPEName(pe.Job, ch.Region, c, int(ch.Group), int(ch.Groups)) }
 	first, err := e.loadPE(peer(0), seq)
 	if err != nil {
-		return nil, fmt.Errorf("channel 0 of checkpoint %d: %w", seq, err)
+		return nil, nil, fmt.Errorf("channel 0 of checkpoint %d: %w", seq, err)
 	}
 	var meta channelMeta
 	if b, ok := first[channelMetaKey]; ok {
 		if err := json.Unmarshal(b, &meta); err != nil {
-			return nil, fmt.Errorf("checkpoint %d of %s: %w", seq, peer(0), err)
+			return nil, nil, fmt.Errorf("checkpoint %d of %s: %w", seq, peer(0), err)
 		}
 	}
 	if meta.Width == 0 || width == 0 || meta.Width == width {
 		if ch.Index == 0 {
-			return first, e.checkOwn(first, seq)
+			return first, nil, e.checkOwn(first, seq)
 		}
-		return e.loadPE(pe.Name, seq)
+		states, err := e.loadPE(pe.Name, seq)
+		return states, nil, err
 	}
 	all := make([]map[string][]byte, meta.Width)
 	all[0] = first
 	for c := int32(1); c < meta.Width; c++ {
 		if all[c], err = e.loadPE(peer(c), seq); err != nil {
-			return nil, fmt.Errorf("channel %d of checkpoint %d: %w", c, seq, err)
+			return nil, nil, fmt.Errorf("channel %d of checkpoint %d: %w", c, seq, err)
+		}
+	}
+	var orphans []string
+	if ch.Index == 0 {
+		for c := width; c < meta.Width; c++ {
+			orphans = append(orphans, peer(c))
 		}
 	}
 	out := map[string][]byte{}
@@ -373,28 +394,28 @@ func (e *Engine) loadChannel(seq uint64, ch *peconfig.Channel, width int32) (map
 		}
 		r, ok := n.op.(operators.Redistributor)
 		if !ok {
-			return nil, fmt.Errorf("operator %s (%s) cannot move its state to another width", n.name, n.kind)
+			return nil, nil, fmt.Errorf("operator %s (%s) cannot move its state to another width", n.name, n.kind)
 		}
 		logical, ok := ch.Operators[n.name]
 		if !ok {
-			return nil, fmt.Errorf("operator %s: the PE config does not say which operator it copies", n.name)
+			return nil, nil, fmt.Errorf("operator %s: the PE config does not say which operator it copies", n.name)
 		}
 		rd := operators.Redistribution{Channel: int(ch.Index), Width: int(width), ByKey: ch.PartitionBy != "roundRobin",
 			RestoreSeq: seq}
 		for c := range all {
 			b, ok := all[c][app.ChannelOperator(logical, int32(c))]
 			if !ok {
-				return nil, fmt.Errorf("checkpoint %d of %s has no state for %s", seq, peer(int32(c)), app.ChannelOperator(logical, int32(c)))
+				return nil, nil, fmt.Errorf("checkpoint %d of %s has no state for %s", seq, peer(int32(c)), app.ChannelOperator(logical, int32(c)))
 			}
 			rd.Parts = append(rd.Parts, b)
 		}
 		if out[n.name], err = r.Redistribute(rd); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	e.log.Info("reset: state redistributed", "region", e.rg.name, "seq", seq, "fromWidth", meta.Width, "toWidth", width,
 		"channel", ch.Index)
-	return out, nil
+	return out, orphans, nil
 }
 
 // loadOwnOrInitial is a channel's restore without redistribution (the
@@ -506,6 +527,17 @@ func (e *Engine) healthy(cmd regionctl.Command) {
 		rg.jobs = append(rg.jobs, storeJob{seq: done, prune: true})
 		signal(rg.work)
 	}
+	if len(rg.orphans) > 0 && done > rg.orphansAt {
+		// Every checkpoint of a removed channel is at most the abandoned
+		// drain after orphansAt, so at most done; a channel of that name
+		// created again by a wider width writes only above done.
+		for _, pe := range rg.orphans {
+			rg.jobs = append(rg.jobs, storeJob{seq: done + 1, prune: true, pe: pe})
+		}
+		e.log.Info("pruning checkpoints of removed channels", "region", rg.name, "pes", rg.orphans, "upTo", done)
+		rg.orphans = nil
+		signal(rg.work)
+	}
 }
 
 // Marker is a checkpoint marker that arrived on an input stream.
@@ -541,8 +573,9 @@ func (e *Engine) storeLoop() {
 		e.mu.Unlock()
 		for _, j := range jobs {
 			if j.prune {
-				if _, err := rg.store.Prune(e.ctx, pe.Namespace, pe.Job, rg.name, pe.Name, j.seq); err != nil && e.ctx.Err() == nil {
-					e.log.Warn("pruning checkpoints", "region", rg.name, "below", j.seq, "err", err)
+				of := cmp.Or(j.pe, pe.Name)
+				if _, err := rg.store.Prune(e.ctx, pe.Namespace, pe.Job, rg.name, of, j.seq); err != nil && e.ctx.Err() == nil {
+					e.log.Warn("pruning checkpoints", "region", rg.name, "pe", of, "below", j.seq, "err", err)
 				}
 				continue
 			}

@@ -455,10 +455,46 @@ func widthChanges(t *testing.T, seed uint64, noRedist, keeping bool) (operators.
 		t.Logf("PEs kept running across the width changes: %d", r.kept)
 	}
 	got := r.finish()
+	if !noRedist {
+		r.removedChannelsPruned()
+	}
 	r.mu.Lock()
 	resets := append([]time.Duration(nil), r.resets...)
 	r.mu.Unlock()
 	return got, restored, resets, before
+}
+
+// removedChannelsPruned checks that, once a checkpoint at width 2 is
+// complete, the checkpoints of channels 2 and 3 (removed by 4 -> 2) are
+// deleted while channel 0 keeps its latest.
+func (r *widthRun) removedChannelsPruned() {
+	r.t.Helper()
+	r.checkpoints(1)
+	ctx := context.Background()
+	seqs := func(pe string) []uint64 {
+		s, err := r.store.Seqs(ctx, "default", "wc", "main", pe)
+		if err != nil {
+			r.t.Fatalf("listing checkpoints of %s: %v", pe, err)
+		}
+		return s
+	}
+	at4 := r.planAt(4)
+	var removed []string
+	for i := range at4.PEs {
+		if ch := at4.PEs[i].Config.Channel; ch != nil && ch.Index >= 2 {
+			removed = append(removed, at4.PEs[i].Name)
+		}
+	}
+	if len(removed) != 2 {
+		r.t.Fatalf("channels 2 and 3 of the width-4 plan: %v", removed)
+	}
+	r.waitUntil(30*time.Second, "checkpoints of the removed channels pruned", func() bool {
+		return len(seqs(removed[0])) == 0 && len(seqs(removed[1])) == 0
+	})
+	ch0 := app.ChannelPEName("wc", "par", 0, 0, 1)
+	if len(seqs(ch0)) == 0 {
+		r.t.Fatalf("channel 0 (%s) has no checkpoint left", ch0)
+	}
 }
 
 // Keyed state moves with its keys when a parallel region inside a
