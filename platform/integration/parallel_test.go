@@ -268,3 +268,83 @@ func TestParallelUnschedulableWidthRollsBack(t *testing.T) {
 	scale(t, ns, region, 3)
 	rebalanced(t, ns, region, 3)
 }
+
+// A width change of a parallel region whose sink sits in a consistent
+// region is refused before anything moves: the sink's checkpointed state
+// cannot be rebuilt at another width, so a reset there would fail the
+// region. The old width keeps running, and the condition and an event say
+// why.
+func TestParallelWidthWithUnmovableStateRefused(t *testing.T) {
+	defer startOperator(t)()
+	ns := namespace(t)
+	j := &v1alpha1.Job{}
+	j.Namespace, j.Name = ns, "pin"
+	j.Spec.Application = v1alpha1.Application{
+		Operators: []v1alpha1.Operator{{Name: "src", Kind: v1alpha1.KindSource}, {Name: "agg", Kind: v1alpha1.KindAggregate}, {Name: "sink", Kind: v1alpha1.KindSink}},
+		Streams: []v1alpha1.Stream{{From: v1alpha1.Endpoint{Operator: "src"}, To: v1alpha1.Endpoint{Operator: "agg"}},
+			{From: v1alpha1.Endpoint{Operator: "agg"}, To: v1alpha1.Endpoint{Operator: "sink"}}},
+		ParallelRegions:   []v1alpha1.ParallelRegionDef{{Name: "tail", Operators: []string{"agg", "sink"}, Width: 2}},
+		ConsistentRegions: []v1alpha1.ConsistentRegionDef{{Name: "main", Operators: []string{"src", "agg", "sink"}}},
+	}
+	j.Spec.CheckpointStore = &v1alpha1.CheckpointStore{Type: v1alpha1.StoreFilesystem, Path: "/ckpt"}
+	if err := k8s.Create(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	region := app.ParallelResourceName("pin", "tail")
+	pr := &v1alpha1.ParallelRegion{}
+	eventually(t, 60*time.Second, "width 2 running", func() (bool, string) {
+		kubelet(t, ns, "node-a")
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: region}, pr)
+		return err == nil && pr.Status.Width == 2, fmt.Sprintf("%v %+v", err, pr.Status)
+	})
+	before := podUIDs(t, ns)
+	if len(before) < 3 {
+		t.Fatalf("pods %v, want the source's and two channels'", before)
+	}
+
+	scale(t, ns, region, 3)
+	eventually(t, 30*time.Second, "width 3 refused", func() (bool, string) {
+		kubelet(t, ns, "node-a")
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: region}, pr); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(pr.Status.Conditions, job.ConditionRebalanced)
+		return c != nil && c.Reason == job.ReasonStateCannotMove && c.ObservedGeneration == pr.Generation, fmt.Sprintf("condition %+v", c)
+	})
+	c := meta.FindStatusCondition(pr.Status.Conditions, job.ConditionRebalanced)
+	if c.Status != metav1.ConditionFalse || !containsAll(c.Message, "width 3 cannot run", "sink", "width 2 kept") {
+		t.Errorf("condition %+v", c)
+	}
+	eventually(t, 30*time.Second, "a StateCannotMove event on the region", func() (bool, string) {
+		var evs corev1.EventList
+		_ = k8s.List(context.Background(), &evs, client.InNamespace(ns))
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == region && e.Reason == job.ReasonStateCannotMove {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(evs.Items))
+	})
+	// Nothing moved: no third channel, every pod kept, width 2 recorded.
+	time.Sleep(2 * time.Second)
+	kubelet(t, ns, "node-a")
+	var pes v1alpha1.ProcessingElementList
+	if err := k8s.List(context.Background(), &pes, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(pes.Items) != len(before) {
+		t.Errorf("%d PEs after the refusal, want the %d of width 2", len(pes.Items), len(before))
+	}
+	after := podUIDs(t, ns)
+	for pe, uid := range before {
+		if after[pe] != uid {
+			t.Errorf("PE %s got a new pod (%s -> %s)", pe, uid, after[pe])
+		}
+	}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: region}, pr); err != nil {
+		t.Fatal(err)
+	}
+	if pr.Status.Width != 2 || pr.Spec.Width != 3 || pr.Status.RebalanceStarted != nil {
+		t.Errorf("region spec width %d, status %+v", pr.Spec.Width, pr.Status)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,10 +24,12 @@ import (
 // ConditionRebalanced is the ParallelRegion condition of a width change.
 const ConditionRebalanced = "Rebalanced"
 
-// Reasons of a refused width: it does not plan, or its pods found no node.
+// Reasons of a refused width: it does not plan, its pods found no node, or
+// the region holds checkpointed state that cannot move to another width.
 const (
-	ReasonWidthRefused  = "WidthRefused"
-	ReasonUnschedulable = "Unschedulable"
+	ReasonWidthRefused    = "WidthRefused"
+	ReasonUnschedulable   = "Unschedulable"
+	ReasonStateCannotMove = "StateCannotMove"
 )
 
 // DefaultUnschedulableGrace is how long a pod of a width change may wait
@@ -92,6 +95,14 @@ func (r *Reconciler) planWidths(ctx context.Context, job *v1alpha1.Job, base *ap
 		}
 		if running[pr.Spec.Region] > 0 && wanted[pr.Spec.Region] != running[pr.Spec.Region] {
 			st.changing[pr.Spec.Region] = true
+			// Refused before planning: the reset at the new width would
+			// fail to restore these operators and the region would fail.
+			if ops := app.StatePinningWidth(&job.Spec, pr.Spec.Region); len(ops) > 0 {
+				st.refuse(pr.Spec.Region, ReasonStateCannotMove, fmt.Sprintf(
+					"width %d cannot run: %s in a consistent region keep state that cannot move to another width; width %d kept",
+					wanted[pr.Spec.Region], strings.Join(ops, ", "), running[pr.Spec.Region]))
+				wanted[pr.Spec.Region] = running[pr.Spec.Region]
+			}
 		}
 	}
 	plan, errs := app.BuildWidths(job.Namespace, job.Name, &job.Spec, wanted)
