@@ -3,6 +3,7 @@ package render
 import (
 	"sort"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +16,10 @@ import (
 
 // Hostname is the topology key of colocation and exlocation.
 const Hostname = "kubernetes.io/hostname"
+
+// ReadyProbeHold is how long a PE pod's readiness probe lets the PE wait
+// to become ready before it answers no (the /readyz hold parameter).
+const ReadyProbeHold = 800 * time.Millisecond
 
 // Pod is the pod of a PE's current launch. pools are the HostPool objects
 // the PE names (all of them must exist); image is the default PE image.
@@ -56,11 +61,16 @@ func Pod(pe *v1alpha1.ProcessingElement, pools []*v1alpha1.HostPool, image strin
 		},
 		Ports:     []corev1.ContainerPort{{Name: "health", ContainerPort: v1alpha1.PEHealthPort, Protocol: corev1.ProtocolTCP}},
 		Resources: tmpl.Resources,
-		// Readiness is the PE's connectivity: probed often so that the
-		// platform learns of a connected PE within a second.
+		// Readiness is the PE's connectivity, probed every second (the
+		// kubelet's finest period). A not-ready PE holds its answer up to
+		// ReadyProbeHold, so a PE that connects during that time is Ready
+		// at once instead of at the next probe; the timeout leaves the
+		// held answer room on a busy node.
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(v1alpha1.PEHealthPort)}},
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/readyz?hold=" + ReadyProbeHold.String(), Port: intstr.FromInt32(v1alpha1.PEHealthPort)}},
 			PeriodSeconds:    1,
+			TimeoutSeconds:   2,
 			FailureThreshold: 2,
 		},
 		// A generous timeout: on a busy node a 1 s probe timeout killed

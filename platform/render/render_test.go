@@ -3,6 +3,7 @@ package render
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -81,8 +82,12 @@ func TestPodShape(t *testing.T) {
 		t.Errorf("template not applied: %q %v", c.ImagePullPolicy, c.Resources)
 	}
 	rp := c.ReadinessProbe
-	if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/readyz" || rp.HTTPGet.Port.IntValue() != 9090 {
+	if rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/readyz?hold=800ms" || rp.HTTPGet.Port.IntValue() != 9090 {
 		t.Errorf("readiness probe %+v", rp)
+	}
+	// A held answer must come back before the kubelet gives up on it.
+	if hold := time.Duration(rp.TimeoutSeconds) * time.Second; hold <= ReadyProbeHold {
+		t.Errorf("probe timeout %v does not exceed the hold %v", hold, ReadyProbeHold)
 	}
 	lp := c.LivenessProbe
 	if lp == nil || lp.HTTPGet == nil || lp.HTTPGet.Path != "/healthz" || lp.HTTPGet.Port.IntValue() != 9090 {

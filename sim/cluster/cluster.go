@@ -212,6 +212,7 @@ func New(seed uint64, shape Shape, p Params) (*Cluster, error) {
 		k.Ready = func(pod *corev1.Pod, container string) bool {
 			return c.dp.Ready(pod, container) && c.ckpt.Ready(pod)
 		}
+		k.ReadyHold, k.ReadyPoll = dataplane.ReadyHold, p.DataPlane.ReadyPoll.D()
 		k.Demand = c.dp.Demand
 		k.OnRunning = c.dp.PodRunning
 		k.OnStopped = c.dp.PodStopped

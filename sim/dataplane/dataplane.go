@@ -12,6 +12,7 @@
 package dataplane
 
 import (
+	"net/url"
 	"sort"
 	"time"
 
@@ -406,6 +407,27 @@ func (d *DataPlane) Ready(pod *corev1.Pod, _ string) bool {
 		return d.peOfPod(pod) == nil && pod.Labels[v1alpha1.LabelPE] == ""
 	}
 	return x.running && d.connected(x)
+}
+
+// ReadyHold is how long a container's readiness endpoint holds a "not
+// ready" answer: the hold parameter of its HTTP probe's path, as a PE's
+// /readyz reads it (0 when there is none or it does not parse).
+func ReadyHold(pod *corev1.Pod, container string) time.Duration {
+	for _, c := range pod.Spec.Containers {
+		if c.Name != container || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil {
+			continue
+		}
+		u, err := url.Parse(c.ReadinessProbe.HTTPGet.Path)
+		if err != nil {
+			return 0
+		}
+		d, err := time.ParseDuration(u.Query().Get("hold"))
+		if err != nil || d < 0 {
+			return 0
+		}
+		return d
+	}
+	return 0
 }
 
 // dial is the transport writer's connect loop for one stream.

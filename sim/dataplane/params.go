@@ -31,6 +31,7 @@ type Params struct {
 	ReconnectMax      paramfile.Duration `json:"reconnectMax"`
 	ReconnectJitter   float64            `json:"reconnectJitter"`
 	SourceWaitPoll    paramfile.Duration `json:"sourceWaitPoll"`
+	ReadyPoll         paramfile.Duration `json:"readyPoll"`
 	DefaultKeys       int64              `json:"defaultKeys"`
 }
 

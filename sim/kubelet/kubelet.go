@@ -113,6 +113,11 @@ type Kubelet struct {
 	CPU float64
 	// Ready decides readiness probe outcomes; nil means always ready.
 	Ready ReadyCheck
+	// ReadyHold, if set, is how long the container's readiness endpoint
+	// waits to become ready before answering no (a PE's /readyz?hold=);
+	// while held, Ready is asked again every ReadyPoll.
+	ReadyHold func(pod *corev1.Pod, container string) time.Duration
+	ReadyPoll time.Duration
 	// Demand, if set, is how many cores a running pod would use if it could
 	// (the data plane's view); nil or a negative value means as many as it can get.
 	Demand func(key types.NamespacedName) float64
@@ -433,30 +438,63 @@ func (k *Kubelet) startProbe(ps *podState, c *container) {
 	delay := time.Duration(pr.InitialDelaySeconds) * time.Second
 	epoch := ps.epoch
 	var tick func()
+	ready := func() bool { return k.Ready == nil || k.Ready(ps.pod, c.spec.Name) }
+	// decide counts one probe outcome toward the thresholds.
+	decide := func(ok bool) {
+		changed := false
+		if ok {
+			c.failures = 0
+			c.successes++
+			if !c.ready && c.successes >= succ {
+				c.ready, changed = true, true
+			}
+		} else {
+			c.successes = 0
+			c.failures++
+			if c.ready && c.failures >= fail {
+				c.ready, changed = false, true
+			}
+		}
+		if changed {
+			k.writeStatus(ps)
+		}
+	}
 	tick = func() {
 		c.probe = nil
 		if !k.up || ps.epoch != epoch {
 			return
 		}
 		if c.phase == ctrRunning && k.e.Now()-c.startedAt >= delay {
-			ok := k.Ready == nil || k.Ready(ps.pod, c.spec.Name)
-			changed := false
-			if ok {
-				c.failures = 0
-				c.successes++
-				if !c.ready && c.successes >= succ {
-					c.ready, changed = true, true
-				}
-			} else {
-				c.successes = 0
-				c.failures++
-				if c.ready && c.failures >= fail {
-					c.ready, changed = false, true
-				}
+			ok := ready()
+			var hold time.Duration
+			if !ok && k.ReadyHold != nil && k.ReadyPoll > 0 {
+				hold = k.ReadyHold(ps.pod, c.spec.Name)
 			}
-			if changed {
-				k.writeStatus(ps)
+			if hold <= 0 {
+				decide(ok)
+				c.probe = k.e.After(period, tick)
+				return
 			}
+			// A held answer: the prober's next tick stays on its period
+			// (the kubelet's ticker), the outcome comes when the
+			// endpoint answers.
+			start := k.e.Now()
+			var poll func()
+			poll = func() {
+				c.probe = nil
+				if !k.up || ps.epoch != epoch {
+					return
+				}
+				ok := c.phase == ctrRunning && ready()
+				if ok || c.phase != ctrRunning || k.e.Now()-start+k.ReadyPoll > hold {
+					decide(ok)
+					c.probe = k.e.After(max(0, start+period-k.e.Now()), tick)
+					return
+				}
+				c.probe = k.e.After(k.ReadyPoll, poll)
+			}
+			c.probe = k.e.After(k.ReadyPoll, poll)
+			return
 		}
 		c.probe = k.e.After(period, tick)
 	}

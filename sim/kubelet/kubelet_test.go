@@ -191,6 +191,56 @@ func TestReadinessProbeTiming(t *testing.T) {
 	}
 }
 
+// A held readiness answer (a PE's /readyz?hold=) makes a container ready
+// when it connects during the hold, not at the next probe; readiness that
+// comes after the hold waits for a later probe as before.
+func TestReadinessProbeHold(t *testing.T) {
+	p := exactParams()
+	r := newRig(t, p, 4)
+	// The prober ticks every second from the pod's admission; a tick well
+	// after the container started:
+	admit := apiserver.DefaultParams().WatchDelay
+	tick := admit + 10*time.Second
+	connect := map[string]time.Duration{"held": tick + 300*time.Millisecond,
+		"unheld": tick + 300*time.Millisecond, "beyond": tick + 900*time.Millisecond}
+	r.k.Ready = func(pod *corev1.Pod, _ string) bool { return r.e.Now() >= connect[pod.Name] }
+	r.k.ReadyPoll = 20 * time.Millisecond
+	r.k.ReadyHold = func(pod *corev1.Pod, _ string) time.Duration {
+		if pod.Name == "unheld" {
+			return 0
+		}
+		return 500 * time.Millisecond
+	}
+	for name := range connect {
+		pd := pod(name, "pe:1")
+		pd.Spec.Containers[0].ReadinessProbe = &corev1.Probe{PeriodSeconds: 1}
+		r.create(t, pd)
+	}
+	r.e.RunUntil(time.Minute)
+	w := apiserver.DefaultParams().WatchDelay
+	ready := map[string]time.Duration{}
+	for name := range connect {
+		at, ok := r.first(name, func(o obs) bool { return o.ready })
+		if !ok {
+			t.Fatalf("%s never ready", name)
+		}
+		ready[name] = at - w // when the kubelet wrote it
+	}
+	// Held: within one poll of connecting.
+	if d := ready["held"] - connect["held"]; d < 0 || d > 20*time.Millisecond {
+		t.Errorf("held probe: ready %v after connecting, want within one 20ms poll", d)
+	}
+	// Not held: at the next 1 s tick, 0.7 s after connecting here.
+	if d := ready["unheld"] - connect["unheld"]; d != 700*time.Millisecond {
+		t.Errorf("unheld probe: ready %v after connecting, want at the next tick", d)
+	}
+	// Connecting 0.9 s into a period, after the 0.5 s hold: the next tick's
+	// probe finds it ready at once.
+	if d := ready["beyond"] - connect["beyond"]; d != 100*time.Millisecond {
+		t.Errorf("probe after the hold: ready %v after connecting, want at the next tick", d)
+	}
+}
+
 func TestCrashLoopBackOff(t *testing.T) {
 	p := exactParams()
 	r := newRig(t, p, 4)

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -39,5 +41,32 @@ func TestEndpoints(t *testing.T) {
 	}
 	if _, body := get(t, h, "/summary"); !strings.Contains(body, `"tuples": 5`) {
 		t.Fatalf("summary: %s", body)
+	}
+}
+
+func TestReadyzHold(t *testing.T) {
+	var ready atomic.Bool
+	h := Handler(prometheus.NewRegistry(), func() (bool, string) {
+		if ready.Load() {
+			return true, "all streams connected"
+		}
+		return false, "not connected: input port 0"
+	}, func() any { return nil })
+	// Without hold: an immediate no.
+	if code, _ := get(t, h, "/readyz"); code != 503 {
+		t.Fatalf("readyz %d", code)
+	}
+	// Held: the answer waits for readiness that comes during the hold.
+	time.AfterFunc(50*time.Millisecond, func() { ready.Store(true) })
+	if code, body := get(t, h, "/readyz?hold=30s"); code != 200 || !strings.Contains(body, "connected") {
+		t.Fatalf("held readyz %d %q", code, body)
+	}
+	// Held but never ready: no, after the hold.
+	ready.Store(false)
+	if code, body := get(t, h, "/readyz?hold=60ms"); code != 503 || !strings.Contains(body, "input port 0") {
+		t.Fatalf("held readyz that stays unready: %d %q", code, body)
+	}
+	if code, _ := get(t, h, "/readyz?hold=soon"); code != 400 {
+		t.Fatalf("a bad hold: %d", code)
 	}
 }
