@@ -23,17 +23,23 @@ import (
 // union and sink), par-agg-0 and par-agg-1.
 func createParallelJob(t *testing.T, ns string) {
 	t.Helper()
+	if err := k8s.Create(context.Background(), parallelJob(ns, "par")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// parallelJob is Job name: src -> agg -> sink with agg in a parallel
+// region "agg" of width 2.
+func parallelJob(ns, name string) *v1alpha1.Job {
 	j := &v1alpha1.Job{}
-	j.Namespace, j.Name = ns, "par"
+	j.Namespace, j.Name = ns, name
 	j.Spec.Application = v1alpha1.Application{
 		Operators: []v1alpha1.Operator{{Name: "src", Kind: v1alpha1.KindSource}, {Name: "agg", Kind: v1alpha1.KindAggregate}, {Name: "sink", Kind: v1alpha1.KindSink}},
 		Streams: []v1alpha1.Stream{{From: v1alpha1.Endpoint{Operator: "src"}, To: v1alpha1.Endpoint{Operator: "agg"}},
 			{From: v1alpha1.Endpoint{Operator: "agg"}, To: v1alpha1.Endpoint{Operator: "sink"}}},
 		ParallelRegions: []v1alpha1.ParallelRegionDef{{Name: "agg", Operators: []string{"agg"}, Width: 2}},
 	}
-	if err := k8s.Create(context.Background(), j); err != nil {
-		t.Fatal(err)
-	}
+	return j
 }
 
 // podUIDs maps each PE of ns to the UID of its current launch's pod.
@@ -185,6 +191,21 @@ func containsAll(s string, subs ...string) bool {
 // node, so after the grace period the Job goes back to the running width,
 // says why in the region's condition and an event, and the width stays
 // refused until the user asks for another.
+// regionEvent waits for an event with reason on the ParallelRegion.
+func regionEvent(t *testing.T, ns, region, reason string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "a "+reason+" event on the region", func() (bool, string) {
+		var evs corev1.EventList
+		_ = k8s.List(context.Background(), &evs, client.InNamespace(ns))
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == region && e.Reason == reason {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(evs.Items))
+	})
+}
+
 func TestParallelUnschedulableWidthRollsBack(t *testing.T) {
 	defer startOperator(t)()
 	ns := namespace(t)
@@ -243,16 +264,7 @@ func TestParallelUnschedulableWidthRollsBack(t *testing.T) {
 		t.Errorf("split of par-pe-0 not back at 2 outputs: %s", cm.Data[v1alpha1.PEConfigKey])
 	}
 	waitPhase(t, ns, "par", v1alpha1.JobSubmitted, 30*time.Second)
-	eventually(t, 30*time.Second, "an Unschedulable event on the region", func() (bool, string) {
-		var evs corev1.EventList
-		_ = k8s.List(context.Background(), &evs, client.InNamespace(ns))
-		for _, e := range evs.Items {
-			if e.InvolvedObject.Name == region && e.Reason == job.ReasonUnschedulable {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%d events", len(evs.Items))
-	})
+	regionEvent(t, ns, region, job.ReasonUnschedulable)
 	// Still refused a while later: the Job does not try width 3 again.
 	time.Sleep(2 * time.Second)
 	var pes v1alpha1.ProcessingElementList
@@ -277,15 +289,9 @@ func TestParallelUnschedulableWidthRollsBack(t *testing.T) {
 func TestParallelWidthWithUnmovableStateRefused(t *testing.T) {
 	defer startOperator(t)()
 	ns := namespace(t)
-	j := &v1alpha1.Job{}
-	j.Namespace, j.Name = ns, "pin"
-	j.Spec.Application = v1alpha1.Application{
-		Operators: []v1alpha1.Operator{{Name: "src", Kind: v1alpha1.KindSource}, {Name: "agg", Kind: v1alpha1.KindAggregate}, {Name: "sink", Kind: v1alpha1.KindSink}},
-		Streams: []v1alpha1.Stream{{From: v1alpha1.Endpoint{Operator: "src"}, To: v1alpha1.Endpoint{Operator: "agg"}},
-			{From: v1alpha1.Endpoint{Operator: "agg"}, To: v1alpha1.Endpoint{Operator: "sink"}}},
-		ParallelRegions:   []v1alpha1.ParallelRegionDef{{Name: "tail", Operators: []string{"agg", "sink"}, Width: 2}},
-		ConsistentRegions: []v1alpha1.ConsistentRegionDef{{Name: "main", Operators: []string{"src", "agg", "sink"}}},
-	}
+	j := parallelJob(ns, "pin")
+	j.Spec.Application.ParallelRegions = []v1alpha1.ParallelRegionDef{{Name: "tail", Operators: []string{"agg", "sink"}, Width: 2}}
+	j.Spec.Application.ConsistentRegions = []v1alpha1.ConsistentRegionDef{{Name: "main", Operators: []string{"src", "agg", "sink"}}}
 	j.Spec.CheckpointStore = &v1alpha1.CheckpointStore{Type: v1alpha1.StoreFilesystem, Path: "/ckpt"}
 	if err := k8s.Create(context.Background(), j); err != nil {
 		t.Fatal(err)
@@ -315,16 +321,7 @@ func TestParallelWidthWithUnmovableStateRefused(t *testing.T) {
 	if c.Status != metav1.ConditionFalse || !containsAll(c.Message, "width 3 cannot run", "sink", "width 2 kept") {
 		t.Errorf("condition %+v", c)
 	}
-	eventually(t, 30*time.Second, "a StateCannotMove event on the region", func() (bool, string) {
-		var evs corev1.EventList
-		_ = k8s.List(context.Background(), &evs, client.InNamespace(ns))
-		for _, e := range evs.Items {
-			if e.InvolvedObject.Name == region && e.Reason == job.ReasonStateCannotMove {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%d events", len(evs.Items))
-	})
+	regionEvent(t, ns, region, job.ReasonStateCannotMove)
 	// Nothing moved: no third channel, every pod kept, width 2 recorded.
 	time.Sleep(2 * time.Second)
 	kubelet(t, ns, "node-a")

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -220,11 +222,19 @@ func Kubelet(ctx context.Context, c client.Client, ns, node string) (int, error)
 		if err := c.SubResource("binding").Create(ctx, &p, b); err != nil {
 			return n, fmt.Errorf("bind %s: %w", p.Name, err)
 		}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(&p), &p); err != nil {
-			return n, err
+		// The operator may write the pod meanwhile (a relaunch deletes
+		// it): retry on conflicts as a kubelet does, skip a pod gone.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(&p), &p); err != nil {
+				return err
+			}
+			wiringtest.SetPodRunning(&p, node, true)
+			return c.Status().Update(ctx, &p)
+		})
+		if apierrors.IsNotFound(err) {
+			continue
 		}
-		wiringtest.SetPodRunning(&p, node, true)
-		if err := c.Status().Update(ctx, &p); err != nil {
+		if err != nil {
 			return n, fmt.Errorf("status of %s: %w", p.Name, err)
 		}
 		n++
