@@ -47,7 +47,7 @@ func TestRunAndPlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3*2*3 { // 3 faults x 2 repetitions x 3 metrics
+	if len(rows) != 3*2*4 { // 3 faults x 2 repetitions x 4 metrics
 		t.Errorf("%d rows", len(rows))
 	}
 	if !strings.Contains(stderr.String(), "recovery [fake]: 6/6 fault=stopNode rep=1 ok") {
