@@ -139,10 +139,49 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 	}
 	ns := job.Namespace
 	track(r.Coord.ConfigMaps.Submit(ctx, client.ObjectKey{Namespace: ns, Name: app.PortTableName(job.Name)}, setData(render.PortTable(job, plan))))
+	inPlan := map[string]bool{}
+	connected, specsWritten := true, true
+	unschedulable := ""
+	for i := range plan.PEs {
+		p := &plan.PEs[i]
+		inPlan[p.Name] = true
+		key := client.ObjectKey{Namespace: ns, Name: p.Name}
+		out, err := r.Coord.ConfigMaps.Submit(ctx, key, setData(render.PEConfig(job, p)))
+		track(out, err)
+		if svc := render.PEService(job, p); svc != nil {
+			track(r.Coord.Services.Submit(ctx, key, setPorts(svc)))
+		}
+		if out != coordinator.Done {
+			connected, specsWritten = false, false
+			continue
+		}
+		want := render.ProcessingElement(job, p)
+		peOut, err := r.Coord.PEs.Submit(ctx, key, setPESpec(want))
+		track(peOut, err)
+		if peOut != coordinator.Done || err != nil {
+			specsWritten = false
+		}
+		cur := &v1alpha1.ProcessingElement{}
+		if err := r.Client.Get(ctx, key, cur); err != nil || cur.Spec.ConfigHash != want.Spec.ConfigHash || !pe.IsConnected(cur) {
+			connected = false
+			if err == nil && unschedulable == "" {
+				unschedulable = r.unschedulableFor(ctx, cur)
+			}
+		}
+	}
 	// A consistent region around a resized parallel region gains or loses
 	// PEs and changes its widths, which resets it: every channel restores
-	// the last checkpoint for its keys at the new width.
+	// the last checkpoint for its keys at the new width. Only after every
+	// PE has its new spec: a PE whose pod runs an older configuration is
+	// not connected (pe.Observe, pe.IsConnected), so the region cannot
+	// become Healthy and complete a checkpoint at the new width while an
+	// old split still routes by the old one (its keys' tuples would go to
+	// channels outside the region, and a later reset would lose them).
 	for i := range plan.Regions {
+		if !specsWritten {
+			settled = false
+			break
+		}
 		want := plan.Regions[i].Spec
 		track(r.Coord.Regions.Submit(ctx, client.ObjectKey{Namespace: ns, Name: plan.Regions[i].Resource},
 			coordinator.Command[*v1alpha1.ConsistentRegion]{Name: "update region members", Apply: func(cr *v1alpha1.ConsistentRegion) bool {
@@ -155,35 +194,6 @@ func (r *Reconciler) reconfigure(ctx context.Context, job *v1alpha1.Job, plan *a
 				cr.Spec.PEs, cr.Spec.Operators, cr.Spec.ParallelWidths = want.PEs, want.Operators, want.ParallelWidths
 				return true
 			}}))
-	}
-	inPlan := map[string]bool{}
-	connected := true
-	unschedulable := ""
-	for i := range plan.PEs {
-		p := &plan.PEs[i]
-		inPlan[p.Name] = true
-		key := client.ObjectKey{Namespace: ns, Name: p.Name}
-		out, err := r.Coord.ConfigMaps.Submit(ctx, key, setData(render.PEConfig(job, p)))
-		track(out, err)
-		if svc := render.PEService(job, p); svc != nil {
-			track(r.Coord.Services.Submit(ctx, key, setPorts(svc)))
-		}
-		if out != coordinator.Done {
-			connected = false
-			continue
-		}
-		want := render.ProcessingElement(job, p)
-		track(r.Coord.PEs.Submit(ctx, key, setPESpec(want)))
-		cur := &v1alpha1.ProcessingElement{}
-		// The status must describe this spec: written before the new
-		// configuration hash, it still reports the old pod as connected.
-		if err := r.Client.Get(ctx, key, cur); err != nil || cur.Spec.ConfigHash != want.Spec.ConfigHash ||
-			cur.Status.ObservedGeneration != cur.Generation || !pe.IsConnected(cur) {
-			connected = false
-			if err == nil && unschedulable == "" {
-				unschedulable = r.unschedulableFor(ctx, cur)
-			}
-		}
 	}
 	if unschedulable != "" {
 		for region := range st.changing {

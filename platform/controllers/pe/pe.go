@@ -105,9 +105,12 @@ func UnschedulableMessage(pod *corev1.Pod) string {
 // ConditionScheduled is the PE condition that carries the scheduler's verdict.
 const ConditionScheduled = "Scheduled"
 
-// IsConnected reports whether a PE's status says its current launch is connected.
+// IsConnected reports whether a PE's status says its current launch is
+// connected. A status written before the last spec change (a new launch or
+// configuration) says nothing of the current one.
 func IsConnected(p *v1alpha1.ProcessingElement) bool {
 	return p.Spec.LaunchCount > 0 && p.Status.PodLaunch == p.Spec.LaunchCount &&
+		p.Status.ObservedGeneration == p.Generation &&
 		p.Status.Connectivity == v1alpha1.ConnectivityConnected
 }
 
