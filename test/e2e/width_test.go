@@ -37,36 +37,22 @@ const (
 	wdKeys     = 32
 )
 
+// widthJob is the stateful test's keyed sum with the sum in a parallel
+// region of width 2, a faster source, and its own checkpoint prefix.
 func widthJob(ns, endpoint, secret string) *v1alpha1.Job {
-	d := func(x time.Duration) *metav1.Duration { return &metav1.Duration{Duration: x} }
-	return &v1alpha1.Job{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: wdJob},
-		Spec: v1alpha1.JobSpec{
-			Application: v1alpha1.Application{
-				Operators: []v1alpha1.Operator{
-					{Name: "src", Kind: v1alpha1.KindSource, Params: &v1alpha1.OperatorParams{
-						Rate: ptr.To[int64](wdRate), Count: ptr.To[int64](wdCount), Keys: ptr.To[int64](wdKeys), TupleSize: ptr.To[int32](64)}},
-					{Name: "sum", Kind: v1alpha1.KindAggregate, Params: &v1alpha1.OperatorParams{
-						WindowMillis: ptr.To[int64](1000), Function: "sum"}},
-					{Name: "sink", Kind: v1alpha1.KindSink},
-				},
-				Streams: []v1alpha1.Stream{
-					{From: v1alpha1.Endpoint{Operator: "src"}, To: v1alpha1.Endpoint{Operator: "sum"}},
-					{From: v1alpha1.Endpoint{Operator: "sum"}, To: v1alpha1.Endpoint{Operator: "sink"}},
-				},
-				ParallelRegions: []v1alpha1.ParallelRegionDef{{Name: wdParallel, Operators: []string{"sum"}, Width: 2}},
-				ConsistentRegions: []v1alpha1.ConsistentRegionDef{{
-					Name: wdRegion, Operators: []string{"src", "sum", "sink"}, Trigger: v1alpha1.TriggerPeriodic,
-					Period: d(time.Second), DrainTimeout: d(15 * time.Second), ResetTimeout: d(30 * time.Second),
-					MaxConsecutiveResets: 20,
-				}},
-			},
-			Fusion: v1alpha1.Fusion{Mode: v1alpha1.FusionPerOperator},
-			CheckpointStore: &v1alpha1.CheckpointStore{Type: v1alpha1.StoreS3, Endpoint: endpoint,
-				Bucket: kindconfig.MinIOBucket, Prefix: "width", Insecure: true, CredentialsSecret: secret},
-			PE: v1alpha1.PETemplate{TerminationGracePeriodSeconds: ptr.To[int64](2)},
-		},
+	j := statefulJob(ns, endpoint, secret)
+	j.Name = wdJob
+	a := &j.Spec.Application
+	for i := range a.Operators {
+		a.Operators[i].Exlocate = ""
 	}
+	a.Operators[0].Params = &v1alpha1.OperatorParams{
+		Rate: ptr.To[int64](wdRate), Count: ptr.To[int64](wdCount), Keys: ptr.To[int64](wdKeys), TupleSize: ptr.To[int32](64)}
+	a.ParallelRegions = []v1alpha1.ParallelRegionDef{{Name: wdParallel, Operators: []string{"sum"}, Width: 2}}
+	a.ConsistentRegions[0].Name = wdRegion
+	a.ConsistentRegions[0].MaxConsecutiveResets = 20
+	j.Spec.CheckpointStore.Prefix = "width"
+	return j
 }
 
 // peUIDs maps every PE of the Job to the UID of its current pod.
