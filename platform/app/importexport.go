@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -44,9 +45,9 @@ func validateImportExport(g *Graph) field.ErrorList {
 			if params.StreamName == "" && len(params.Properties) == 0 {
 				errs = append(errs, field.Required(p.Child("streamName"), "an export needs a streamName or properties to be found by"))
 			}
-			if msgs := labelsValid(params.Properties); msgs != "" {
-				errs = append(errs, field.Invalid(p.Child("properties"), params.Properties, msgs))
-			}
+			// Imports select exports by their properties with label
+			// selectors, so properties are label keys and values.
+			errs = append(errs, metav1validation.ValidateLabels(params.Properties, p.Child("properties"))...)
 		case v1alpha1.KindImport:
 			switch {
 			case params.StreamName == "" && params.Subscription == "":
@@ -69,18 +70,6 @@ func validateImportExport(g *Graph) field.ErrorList {
 		}
 	}
 	return errs
-}
-
-// labelsValid checks properties as label keys and values, since imports
-// select them with label selectors.
-func labelsValid(props map[string]string) string {
-	if len(props) == 0 {
-		return ""
-	}
-	if _, err := labels.ValidatedSelectorFromSet(props); err != nil {
-		return err.Error()
-	}
-	return ""
 }
 
 // planImportExport gives export operators a PE port and import operators

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -58,10 +59,14 @@ func Validate(jobName string, spec *v1alpha1.JobSpec) (*Graph, field.ErrorList) 
 	}
 	pools := map[string]bool{}
 	for i, p := range spec.Placement.HostPools {
+		path := root.Child("placement", "hostPools").Index(i)
 		if pools[p.Name] {
-			errs = append(errs, field.Duplicate(root.Child("placement", "hostPools").Index(i).Child("name"), p.Name))
+			errs = append(errs, field.Duplicate(path.Child("name"), p.Name))
 		}
 		pools[p.Name] = true
+		// The selector becomes the PE pods' node affinity, which the API
+		// server would refuse pod by pod; refuse it here, once, by field.
+		errs = append(errs, metav1validation.ValidateLabels(p.NodeSelector, path.Child("nodeSelector"))...)
 	}
 	g := &Graph{Spec: spec, Index: make(map[string]int, len(ops)),
 		Out: make([][]int32, len(ops)), In: make([][]int32, len(ops))}

@@ -267,6 +267,23 @@ func TestValidate(t *testing.T) {
 			s.Placement.HostPools = []v1alpha1.HostPoolSpec{{Name: "fast"}, {Name: "slow"}, {Name: "fast", Exclusive: true}}
 			return s
 		}, want: []wantErr{{"spec.placement.hostPools[2].name", field.ErrorTypeDuplicate, "fast"}}},
+		{name: "node selector key is not a label key", spec: func() *v1alpha1.JobSpec {
+			s := ok()
+			s.Placement.HostPools = []v1alpha1.HostPoolSpec{{Name: "fast", NodeSelector: map[string]string{"bad key!!": "x"}}}
+			s.Application.Operators[1].HostPool = "fast"
+			return s
+		}, want: []wantErr{{"spec.placement.hostPools[0].nodeSelector", field.ErrorTypeInvalid, "bad key!!"}}},
+		{name: "node selector value is not a label value", spec: func() *v1alpha1.JobSpec {
+			s := ok()
+			s.Placement.HostPools = []v1alpha1.HostPoolSpec{{Name: "fast", NodeSelector: map[string]string{"disk": "ssd fast"}}}
+			return s
+		}, want: []wantErr{{"spec.placement.hostPools[0].nodeSelector", field.ErrorTypeInvalid, "ssd fast"}}},
+		{name: "valid node selector with a prefixed key", spec: func() *v1alpha1.JobSpec {
+			s := ok()
+			s.Placement.HostPools = []v1alpha1.HostPoolSpec{{Name: "fast", NodeSelector: map[string]string{"node.kubernetes.io/instance-type": "m5.large", "disk": ""}}}
+			s.Application.Operators[1].HostPool = "fast"
+			return s
+		}},
 		{name: "colocate equals exlocate", spec: func() *v1alpha1.JobSpec {
 			s := ok()
 			s.Application.Operators[2].Colocate = "g"
