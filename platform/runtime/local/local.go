@@ -575,7 +575,7 @@ func (c *Cluster) Complete() bool {
 
 // Status is a one-line progress report.
 func (c *Cluster) Status() string {
-	ready, tuples, gaps, dups := 0, uint64(0), uint64(0), uint64(0)
+	ready, tuples, gaps, dups, late := 0, uint64(0), uint64(0), uint64(0), uint64(0)
 	for _, p := range c.PEs {
 		if ok, _ := c.Ready(p.Name); ok {
 			ready++
@@ -586,11 +586,12 @@ func (c *Cluster) Status() string {
 					tuples += x.Tuples
 					gaps += x.Gaps
 					dups += x.Duplicates
+					late += x.Reordered
 				}
 			}
 		}
 	}
-	line := fmt.Sprintf("ready %d/%d PEs, sinks: %d tuples, %d gaps, %d duplicates", ready, len(c.PEs), tuples, gaps, dups)
+	line := fmt.Sprintf("ready %d/%d PEs, sinks: %d tuples, %d gaps, %d duplicates, %d reordered", ready, len(c.PEs), tuples, gaps, dups, late)
 	for _, r := range c.Regions {
 		if st, ok := c.RegionStatus(r.Spec.Region); ok {
 			line += fmt.Sprintf("; region %s %s epoch %d checkpoint %d resets %d", r.Spec.Region, orInit(st.State), st.Epoch, st.LastCompletedSeq, st.Resets)
@@ -657,8 +658,8 @@ loop:
 			continue
 		}
 		for _, x := range s.Sinks {
-			fmt.Fprintf(out, "  sink %s (%s): complete=%v tuples=%d gaps=%d duplicates=%d valueSum=%d latency p50=%.0fus p99=%.0fus\n",
-				x.Operator, p.Name, x.Complete, x.Tuples, x.Gaps, x.Duplicates, x.ValueSum, x.Latency.P50, x.Latency.P99)
+			fmt.Fprintf(out, "  sink %s (%s): complete=%v tuples=%d gaps=%d duplicates=%d reordered=%d valueSum=%d latency p50=%.0fus p99=%.0fus\n",
+				x.Operator, p.Name, x.Complete, x.Tuples, x.Gaps, x.Duplicates, x.Reordered, x.ValueSum, x.Latency.P50, x.Latency.P99)
 		}
 	}
 	return stopErr

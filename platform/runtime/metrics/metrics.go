@@ -34,6 +34,7 @@ type Metrics struct {
 
 	SinkGaps       *prometheus.CounterVec
 	SinkDuplicates *prometheus.CounterVec
+	SinkReordered  *prometheus.CounterVec
 	AggregateLate  *prometheus.GaugeVec
 	Ready          prometheus.Gauge
 }
@@ -62,14 +63,15 @@ func New() *Metrics {
 		Reconnects:     cv("reconnects_total", "Connections of a cross-PE stream re-established after a loss.", "direction", "stream"),
 		ConnectFails:   cv("connect_failures_total", "Failed attempts to connect a cross-PE stream.", "stream"),
 		WireErrors:     cv("wire_errors_total", "Connections closed because of malformed or hostile input.", "reason"),
-		SinkGaps:       cv("sink_gaps_total", "Sequence numbers a sink found missing.", "operator"),
-		SinkDuplicates: cv("sink_duplicates_total", "Duplicate or out-of-order tuples at a sink.", "operator"),
+		SinkGaps:       cv("sink_gaps_total", "Sequence numbers a sink passed over that no operator upstream dropped on purpose (one that arrives later also counts in sink_reordered_total).", "operator"),
+		SinkDuplicates: cv("sink_duplicates_total", "Tuples whose origin sequence number a sink had already seen.", "operator"),
+		SinkReordered:  cv("sink_reordered_total", "Tuples that reached a sink after a later tuple of their origin (out of order, not duplicated).", "operator"),
 		AggregateLate:  gv("aggregate_late_tuples", "Tuples that arrived after their window closed.", "operator"),
 		Ready:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "ready", Help: "1 when every connection of the PE is established."}),
 	}
 	m.Registry.MustRegister(m.TuplesIn, m.BytesIn, m.TuplesOut, m.BytesOut, m.TuplesDropped, m.OperatorIn, m.OperatorOut,
 		m.QueueDepth, m.ConnectionUp, m.Reconnects, m.ConnectFails, m.WireErrors, m.SinkGaps,
-		m.SinkDuplicates, m.AggregateLate, m.Ready,
+		m.SinkDuplicates, m.SinkReordered, m.AggregateLate, m.Ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -79,15 +81,17 @@ func New() *Metrics {
 type SinkObserver struct {
 	Gap  prometheus.Counter
 	Dups prometheus.Counter
+	Late prometheus.Counter
 }
 
 func (m *Metrics) SinkObserver(op string) *SinkObserver {
 	return &SinkObserver{Gap: m.SinkGaps.WithLabelValues(op),
-		Dups: m.SinkDuplicates.WithLabelValues(op)}
+		Dups: m.SinkDuplicates.WithLabelValues(op), Late: m.SinkReordered.WithLabelValues(op)}
 }
 
 func (o *SinkObserver) Gaps(n uint64) { o.Gap.Add(float64(n)) }
 func (o *SinkObserver) Duplicate()    { o.Dups.Inc() }
+func (o *SinkObserver) Reordered()    { o.Late.Inc() }
 
 // LatencyBounds are the upper bounds of the sink latency histogram: 5us
 // doubling to about 10s.

@@ -195,9 +195,10 @@ type ImportSummary struct {
 	Received uint64 `json:"received"`
 	Emitted  uint64 `json:"emitted"`
 	Filtered uint64 `json:"filtered"`
-	// Missing, Duplicates and Restarts sum the exports' origins.
+	// Missing, Duplicates, Reordered and Restarts sum the exports' origins.
 	Missing    uint64         `json:"missing"`
 	Duplicates uint64         `json:"duplicates"`
+	Reordered  uint64         `json:"reordered"`
 	Restarts   uint64         `json:"restarts"`
 	Streams    []ImportStream `json:"streams"`
 }
@@ -250,12 +251,15 @@ func (i *Import) Summary() ImportSummary {
 		}
 		if tr := i.tracks[st.Export]; tr != nil {
 			st.Origins = tr.Origins()
-			for _, o := range st.Origins {
+			for k := range st.Origins {
+				o := &st.Origins[k]
+				o.Holes = nil // a checkpoint's concern, not a result
 				st.Tuples += o.Tuples
 				st.Missing += o.Missing
 				st.Restarts += o.Restarts
 				s.Missing += o.Missing
 				s.Duplicates += o.Duplicates
+				s.Reordered += o.Reordered
 				s.Restarts += o.Restarts
 			}
 		}

@@ -115,14 +115,19 @@ func TestFilterAccountsDropsAsSkips(t *testing.T) {
 
 func TestTrackerGapsDuplicatesRestarts(t *testing.T) {
 	tr := NewTracker(false)
-	for _, s := range []uint64{0, 1, 2, 5, 5, 3, 6} { // 3,4 missing; 5 duplicate; late 3 duplicate
+	// 3 and 4 are passed over; 5 comes twice; 3 comes late (reordered,
+	// no longer missing) and then again (a duplicate).
+	for _, s := range []uint64{0, 1, 2, 5, 5, 3, 3, 6} {
 		tr.Observe(&wire.Tuple{Origin: 1, Epoch: 1, Seq: s})
 	}
 	tr.Observe(&wire.Tuple{Origin: 1, Epoch: 2, Seq: 0}) // restart
 	tr.Observe(&wire.Tuple{Origin: 1, Epoch: 2, Seq: 1, Lost: 4})
 	o := tr.Origins()[0]
-	if o.Missing != 2 || o.Duplicates != 2 || o.Restarts != 1 || o.UpstreamLost != 4 || o.Tuples != 7 {
+	if o.Missing != 1 || o.Duplicates != 2 || o.Reordered != 1 || o.Restarts != 1 || o.UpstreamLost != 4 || o.Tuples != 8 {
 		t.Fatalf("stats %+v", o)
+	}
+	if len(o.Holes) != 0 {
+		t.Fatalf("holes %+v survive a restart", o.Holes)
 	}
 	join := NewTracker(true)
 	if m := join.Observe(&wire.Tuple{Origin: 1, Seq: 500}); m != 0 {
@@ -164,6 +169,93 @@ func TestSplitBranchesLookComplete(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A diamond (split, two branches, union) delivers the tuples of one
+// origin out of order but each once: the sink must count them as
+// reordered, not duplicated, and see neither gaps nor skips at the end.
+func TestTrackerDiamondReorderIsNotDuplication(t *testing.T) {
+	for _, by := range []string{"key", "roundRobin"} {
+		out := &fakeOut{}
+		s := NewSplit(2, by, out)
+		const n = 5000
+		for seq := uint64(0); seq < n; seq++ {
+			s.Process(0, &wire.Tuple{Origin: 1, Seq: seq, Key: seq * 7, Value: 1})
+		}
+		a, b := out.port(0), out.port(1)
+		// The union interleaves the branches with one running behind.
+		tr := NewTracker(false)
+		var late int
+		for i, j := 0, 0; i < len(a) || j < len(b); {
+			if i < len(a) && (j >= len(b) || i%7 != 3) {
+				late += b2i(tr.ObserveAll(&a[i]).Reordered)
+				i++
+				continue
+			}
+			late += b2i(tr.ObserveAll(&b[j]).Reordered)
+			j++
+		}
+		o := tr.Origins()[0]
+		if o.Duplicates != 0 || o.Missing != 0 || o.Skipped != 0 || o.Tuples != n || o.ValueSum != n {
+			t.Fatalf("%s: diamond stats %+v", by, o)
+		}
+		if o.Reordered == 0 || int(o.Reordered) != late {
+			t.Fatalf("%s: reordered %d, observations said %d", by, o.Reordered, late)
+		}
+		// Every sequence number again: all duplicates now.
+		for seq := uint64(0); seq < n; seq++ {
+			if !tr.ObserveAll(&wire.Tuple{Origin: 1, Seq: seq}).Duplicate {
+				t.Fatalf("%s: second delivery of %d is not a duplicate", by, seq)
+			}
+		}
+	}
+}
+
+// Holes are remembered in a bounded window; a tuple later than that cannot
+// be told from a duplicate and counts as one. Filled holes and the window
+// survive a snapshot and restore.
+func TestTrackerHoleMemoryIsBoundedAndRestored(t *testing.T) {
+	tr := NewTracker(false)
+	tr.Observe(&wire.Tuple{Origin: 1, Seq: 0})
+	tr.Observe(&wire.Tuple{Origin: 1, Seq: 10, Skip: 4}) // 1..5 missing, 6..9 owed
+	o := tr.Origins()[0]
+	if o.Missing != 5 || o.Skipped != 4 || len(o.Holes) != 2 {
+		t.Fatalf("after the gap: %+v", o)
+	}
+	restored := NewTracker(false)
+	restored.Restore(tr.Origins())
+	for _, x := range []*Tracker{tr, restored} {
+		if obs := x.ObserveAll(&wire.Tuple{Origin: 1, Seq: 3}); !obs.Reordered || !obs.Refound {
+			t.Fatalf("late 3: %+v", obs)
+		}
+		if obs := x.ObserveAll(&wire.Tuple{Origin: 1, Seq: 7}); !obs.Reordered || obs.Refound {
+			t.Fatalf("late owed 7: %+v", obs)
+		}
+		if obs := x.ObserveAll(&wire.Tuple{Origin: 1, Seq: 7}); !obs.Duplicate {
+			t.Fatalf("7 again: %+v", obs)
+		}
+		if o := x.Origins()[0]; o.Missing != 4 || o.Skipped != 3 || o.Reordered != 2 || o.Duplicates != 1 ||
+			!slices.Equal(o.Holes, []SeqRange{{1, 3, false}, {4, 6, false}, {6, 7, true}, {8, 10, true}}) {
+			t.Fatalf("after the late tuples: %+v", o)
+		}
+	}
+	// Far ahead: the old holes are forgotten, and a tuple from them is
+	// counted as a duplicate, not as reordered.
+	tr.Observe(&wire.Tuple{Origin: 1, Seq: 11 + HoleWindow})
+	if o := tr.Origins()[0]; len(o.Holes) != 1 || o.Holes[0].From != 11 {
+		t.Fatalf("holes after the window moved on: %+v", o.Holes)
+	}
+	if obs := tr.ObserveAll(&wire.Tuple{Origin: 1, Seq: 2}); !obs.Duplicate {
+		t.Fatalf("a tuple older than the window: %+v", obs)
+	}
+	// Many holes: at most MaxHoles are kept.
+	many := NewTracker(false)
+	for i := uint64(0); i < 3*MaxHoles; i++ {
+		many.Observe(&wire.Tuple{Origin: 1, Seq: 2 * i, Skip: 1})
+	}
+	if h := len(many.Origins()[0].Holes); h != MaxHoles {
+		t.Fatalf("%d holes kept, want %d", h, MaxHoles)
 	}
 }
 
@@ -264,7 +356,7 @@ func TestSinkSummary(t *testing.T) {
 		{Origin: 7, Seq: 3, Value: 2, Payload: []byte("xy")}, {Origin: 7, Seq: 3, Value: 2, Payload: []byte("xy")}})
 	s.Finish()
 	sum := s.Summary()
-	if !sum.Complete || sum.Tuples != 4 || sum.Gaps != 1 || sum.Duplicates != 1 || sum.ValueSum != 6 ||
+	if !sum.Complete || sum.Tuples != 4 || sum.Gaps != 1 || sum.Duplicates != 1 || sum.Reordered != 0 || sum.ValueSum != 6 ||
 		sum.Origins[0].Name != "src" || sum.Latency.Count != 4 || sum.Bytes != 4*(wire.TupleHeaderLen+2) {
 		t.Fatalf("summary %+v", sum)
 	}

@@ -89,6 +89,7 @@ func mergeOrigins(parts [][]OriginStats, r Redistribution) []OriginStats {
 				m.Tuples += s.Tuples
 				m.Missing += s.Missing
 				m.Duplicates += s.Duplicates
+				m.Reordered += s.Reordered
 				m.Skipped += s.Skipped
 				m.UpstreamLost += s.UpstreamLost
 				m.Restarts += s.Restarts

@@ -55,8 +55,12 @@ func ContentDigest(t *wire.Tuple) uint64 {
 
 // SinkObserver receives a sink's events for metrics.
 type SinkObserver interface {
+	// Gaps: n sequence numbers were passed over, not owed as skips.
 	Gaps(n uint64)
+	// Duplicate: a sequence number arrived a second time.
 	Duplicate()
+	// Reordered: a tuple arrived after a later one of its origin.
+	Reordered()
 }
 
 func NewSink(name string, env Env) *Sink {
@@ -69,40 +73,53 @@ func NewSink(name string, env Env) *Sink {
 
 func (s *Sink) Process(_ int, t *wire.Tuple) {
 	s.mu.Lock()
-	missing, dup := s.record(t, s.now())
+	obs := s.record(t, s.now())
 	s.mu.Unlock()
-	s.observe(missing, dup)
+	if o := s.Observer; o != nil {
+		report(o, obs.Missing, b2i(obs.Duplicate), b2i(obs.Reordered))
+	}
 }
 
 // ProcessBatch records a batch under one hold of the lock.
 func (s *Sink) ProcessBatch(_ int, ts []wire.Tuple) {
 	now := s.now()
 	var missing uint64
-	var dups int
+	var dups, late int
 	s.mu.Lock()
 	for i := range ts {
-		m, d := s.record(&ts[i], now)
-		missing += m
-		if d {
-			dups++
-		}
+		obs := s.record(&ts[i], now)
+		missing += obs.Missing
+		dups += b2i(obs.Duplicate)
+		late += b2i(obs.Reordered)
 	}
 	s.mu.Unlock()
 	if o := s.Observer; o != nil {
-		if missing > 0 {
-			o.Gaps(missing)
-		}
-		for ; dups > 0; dups-- {
-			o.Duplicate()
-		}
+		report(o, missing, dups, late)
 	}
 }
 
-func (s *Sink) record(t *wire.Tuple, now int64) (uint64, bool) {
+func report(o SinkObserver, missing uint64, dups, late int) {
+	if missing > 0 {
+		o.Gaps(missing)
+	}
+	for ; dups > 0; dups-- {
+		o.Duplicate()
+	}
+	for ; late > 0; late-- {
+		o.Reordered()
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *Sink) record(t *wire.Tuple, now int64) Observation {
 	lat := now - t.Time
-	dups := s.tracker.lastDups()
-	missing := s.tracker.Observe(t)
-	dup := s.tracker.lastDups() != dups
+	obs := s.tracker.ObserveAll(t)
 	s.tuples++
 	s.digest += TupleDigest(t)
 	s.content += ContentDigest(t)
@@ -112,27 +129,7 @@ func (s *Sink) record(t *wire.Tuple, now int64) (uint64, bool) {
 	}
 	s.last = now
 	s.lat.Record(lat)
-	return missing, dup
-}
-
-func (s *Sink) observe(missing uint64, dup bool) {
-	if o := s.Observer; o != nil {
-		if missing > 0 {
-			o.Gaps(missing)
-		}
-		if dup {
-			o.Duplicate()
-		}
-	}
-}
-
-// lastDups is the duplicate count of the origin seen last (cheap check of
-// whether Observe just counted one).
-func (tr *Tracker) lastDups() uint64 {
-	if tr.last == nil {
-		return 0
-	}
-	return tr.last.Duplicates
+	return obs
 }
 
 // Finish marks the sink complete: every stream into it has ended.
@@ -154,10 +151,14 @@ type Summary struct {
 	Gaps         uint64 `json:"gaps"`
 	Missing      uint64 `json:"missing"`
 	UpstreamLost uint64 `json:"upstreamLost"`
-	Duplicates   uint64 `json:"duplicates"`
-	Skipped      uint64 `json:"skipped"`
-	Restarts     uint64 `json:"restarts"`
-	ValueSum     int64  `json:"valueSum"`
+	// Duplicates counts sequence numbers delivered twice; Reordered counts
+	// tuples that came after a later one of their origin (delivered once,
+	// out of order, as behind a split and a union).
+	Duplicates uint64 `json:"duplicates"`
+	Reordered  uint64 `json:"reordered"`
+	Skipped    uint64 `json:"skipped"`
+	Restarts   uint64 `json:"restarts"`
+	ValueSum   int64  `json:"valueSum"`
 	// Digest is the sum (mod 2^64) of TupleDigest over every tuple
 	// received, duplicates included: independent of arrival order, equal
 	// for two runs that delivered the same tuples.
@@ -193,9 +194,11 @@ func (s *Sink) Summary() Summary {
 	for i := range sum.Origins {
 		o := &sum.Origins[i]
 		o.Name = s.names[o.ID]
+		o.Holes = nil // a checkpoint's concern, not a result
 		sum.Missing += o.Missing
 		sum.UpstreamLost += o.UpstreamLost
 		sum.Duplicates += o.Duplicates
+		sum.Reordered += o.Reordered
 		sum.Skipped += o.Skipped
 		sum.Restarts += o.Restarts
 		sum.ValueSum += o.ValueSum
