@@ -6,7 +6,13 @@ import (
 )
 
 // JobSpec is a streaming application and how to run it.
-// +kubebuilder:validation:XValidation:rule="self.application == oldSelf.application && self.fusion == oldSelf.fusion && self.placement == oldSelf.placement",message="the application, fusion and placement of a Job cannot change after submission; delete and re-create the Job"
+//
+// The immutability rule guards every optional section with has(): users
+// leave sections out, and comparing a field that one side lacks is an
+// evaluation error ("no such key") that would refuse every later write of
+// the Job, status included. fusion and placement are defaulted, so a stored
+// Job always has both; the guards keep the rule total anyway.
+// +kubebuilder:validation:XValidation:rule="self.application == oldSelf.application && has(self.fusion) == has(oldSelf.fusion) && (!has(self.fusion) || self.fusion == oldSelf.fusion) && has(self.placement) == has(oldSelf.placement) && (!has(self.placement) || self.placement == oldSelf.placement)",message="the application, fusion and placement of a Job cannot change after submission; delete and re-create the Job"
 type JobSpec struct {
 	// Application is the operator graph.
 	Application Application `json:"application"`
@@ -17,6 +23,7 @@ type JobSpec struct {
 	Fusion Fusion `json:"fusion,omitempty"`
 
 	// Placement declares host pools for the operators.
+	// +kubebuilder:default={}
 	// +optional
 	Placement Placement `json:"placement,omitempty"`
 
