@@ -12,6 +12,11 @@ CONTROLLER_TOOLS_VERSION ?= v0.17.2
 NAME          ?=
 BACKEND       ?= sim
 IMAGE_TAG     ?= dev
+# REGISTRY prefixes both images, e.g. REGISTRY=ghcr.io/you/ (with the slash).
+REGISTRY      ?=
+IMG           ?= $(REGISTRY)sluice-operator:$(IMAGE_TAG)
+PE_IMG        ?= $(REGISTRY)sluice-pe:$(IMAGE_TAG)
+KUBECTL       ?= $(shell command -v kubectl 2>/dev/null || echo /var/cache/offline-k8s/v1.32.2/bin/kubectl)
 GO_TEST_FLAGS ?=
 
 ##@ General
@@ -41,8 +46,12 @@ build: ## Build the operator, PE runtime and experiment runner into bin/.
 vet: ## go vet every package.
 	$(GO) vet ./...
 
+.PHONY: tidy-check
+tidy-check: ## Fail when go.mod or go.sum is not tidy.
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit"; exit 1; }
+
 .PHONY: test
-test: manifests generate vet ## Run every test; envtest gets a real kube-apiserver and etcd (see hack/envtest-assets.sh).
+test: manifests generate vet tidy-check ## Run every test; envtest gets a real kube-apiserver and etcd (see hack/envtest-assets.sh).
 	@assets=$$(hack/envtest-assets.sh) && echo "envtest assets: $$assets" && \
 	KUBEBUILDER_ASSETS=$$assets SLUICE_REQUIRE_ENVTEST=1 $(GO) test $(GO_TEST_FLAGS) ./...
 	@git diff --exit-code --stat -- config platform/api || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
@@ -76,11 +85,35 @@ plots: ## Redraw every figure under plots/ from results/, and results/COMPARISON
 ##@ Images
 
 .PHONY: image
-image: ## Build the operator and PE images FROM scratch (static binaries built here; nothing is pulled).
+image: ## Build the operator and PE images FROM scratch, tagged IMG and PE_IMG (default REGISTRY + sluice-{operator,pe}:IMAGE_TAG; nothing is pulled).
 	mkdir -p $(BIN)/linux
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/linux/ ./cmd/operator ./cmd/pe
-	docker build -f build/Dockerfile --build-arg BIN=operator -t sluice-operator:$(IMAGE_TAG) $(BIN)/linux
-	docker build -f build/Dockerfile --build-arg BIN=pe -t sluice-pe:$(IMAGE_TAG) $(BIN)/linux
+	docker build -f build/Dockerfile --build-arg BIN=operator -t $(IMG) $(BIN)/linux
+	docker build -f build/Dockerfile --build-arg BIN=pe -t $(PE_IMG) $(BIN)/linux
+
+.PHONY: push
+push: ## Push IMG and PE_IMG to their registry (make image push REGISTRY=you.registry/path/ IMAGE_TAG=v1).
+	docker push $(IMG)
+	docker push $(PE_IMG)
+
+##@ Install on a cluster (the current kubeconfig context)
+
+.PHONY: install
+install: ## Install the CRDs (config/crd).
+	$(GO) run ./cmd/manifests -crds | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs, and with them every Sluice object.
+	$(GO) run ./cmd/manifests -crds | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: ## Deploy Sluice (config/default: CRDs, RBAC, operator, metrics Service): make deploy IMG=... PE_IMG=...
+	$(GO) run ./cmd/manifests -img $(IMG) -pe-img $(PE_IMG) | $(KUBECTL) apply --server-side -f -
+	$(KUBECTL) -n sluice-system rollout status deployment/sluice-operator --timeout=3m
+
+.PHONY: undeploy
+undeploy: ## Remove what deploy installed (the CRDs too: every Job goes with them).
+	$(GO) run ./cmd/manifests -img $(IMG) -pe-img $(PE_IMG) | $(KUBECTL) delete --ignore-not-found -f -
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)

@@ -1,7 +1,6 @@
 package kindconfig
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -21,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -32,6 +29,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 
+	"sluice.dev/sluice/config"
 	"sluice.dev/sluice/platform/api/v1alpha1"
 )
 
@@ -62,12 +60,12 @@ func Config(s Shape) ([]byte, error) {
 	return nil, fmt.Errorf("unknown cluster shape %q (have %s, %s)", s, OneNode, ThreeWorkers)
 }
 
-// Operator deployment coordinates, as in config/manager/manager.yaml.
+// Operator deployment coordinates, as config/default installs them.
 const (
-	OperatorNamespace  = "sluice-system"
-	OperatorDeployment = "sluice-operator"
-	OperatorImage      = "sluice-operator:dev"
-	PEImage            = "sluice-pe:dev"
+	OperatorNamespace  = config.Namespace
+	OperatorDeployment = config.OperatorDeployment
+	OperatorImage      = config.DefaultOperatorImage
+	PEImage            = config.DefaultPEImage
 	// LeaderElectionID is the operator's lease (cmd/operator).
 	LeaderElectionID = "operator.streams.sluice.dev"
 )
@@ -318,47 +316,6 @@ func (c *Cluster) loadImageInto(ctx context.Context, img string, targets []nodes
 	return nil
 }
 
-// ManifestDirs are the directories under config/ that deploy the operator,
-// in apply order.
-var ManifestDirs = []string{"config/crd/bases", "config/rbac", "config/manager"}
-
-// ReadManifests decodes every YAML document of the .yaml files of dirs
-// (relative to repoDir), in order.
-func ReadManifests(repoDir string, dirs ...string) ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
-	for _, d := range dirs {
-		files, err := filepath.Glob(filepath.Join(repoDir, d, "*.yaml"))
-		if err != nil {
-			return nil, err
-		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("no manifests in %s", filepath.Join(repoDir, d))
-		}
-		slices.Sort(files)
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, err
-			}
-			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-			for {
-				var m map[string]any
-				if err := dec.Decode(&m); err != nil {
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					return nil, fmt.Errorf("%s: %w", f, err)
-				}
-				if len(m) == 0 {
-					continue
-				}
-				out = append(out, &unstructured.Unstructured{Object: m})
-			}
-		}
-	}
-	return out, nil
-}
-
 // Apply server-side applies objects, waiting for CRDs to be established
 // before anything after them.
 func (c *Cluster) Apply(ctx context.Context, objs []*unstructured.Unstructured) error {
@@ -395,11 +352,12 @@ func (c *Cluster) waitEstablished(ctx context.Context, name string) error {
 	})
 }
 
-// DeployOperator applies config/ (CRDs, RBAC, manager), restarts operator
-// pods that predate this call (so a re-loaded image of the same tag runs)
-// and waits for the operator Deployment to be available.
+// DeployOperator installs Sluice as users do, from config/default through
+// kustomize (config.Render) with the images this package loads, restarts
+// operator pods that predate this call (so a re-loaded image of the same
+// tag runs) and waits for the operator Deployment to be available.
 func (c *Cluster) DeployOperator(ctx context.Context, restart bool) error {
-	objs, err := ReadManifests(c.RepoDir, ManifestDirs...)
+	objs, err := config.Render(config.Images{Operator: OperatorImage, PE: PEImage})
 	if err != nil {
 		return err
 	}

@@ -72,39 +72,6 @@ func TestNodeImage(t *testing.T) {
 	}
 }
 
-// The repository's manifests decode, CRDs first, and deploy the operator
-// image this package loads.
-func TestReadManifests(t *testing.T) {
-	objs, err := ReadManifests(filepath.Join("..", "."), ManifestDirs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]int{}
-	firstNonCRD := -1
-	for i, o := range objs {
-		kinds[o.GetKind()]++
-		if o.GetKind() != "CustomResourceDefinition" && firstNonCRD < 0 {
-			firstNonCRD = i
-		}
-		if o.GetKind() == "CustomResourceDefinition" && firstNonCRD >= 0 {
-			t.Errorf("CRD %s after other objects", o.GetName())
-		}
-		if o.GetKind() == "Deployment" {
-			b, _ := yaml.Marshal(o.Object)
-			if o.GetName() != OperatorDeployment || o.GetNamespace() != OperatorNamespace || !strings.Contains(string(b), OperatorImage) {
-				t.Errorf("operator Deployment %s/%s does not run %s", o.GetNamespace(), o.GetName(), OperatorImage)
-			}
-		}
-	}
-	crds, err := filepath.Glob(filepath.Join("..", "config", "crd", "bases", "*.yaml"))
-	if err != nil || len(crds) == 0 {
-		t.Fatalf("CRD files: %v %v", crds, err)
-	}
-	if kinds["CustomResourceDefinition"] != len(crds) || kinds["ClusterRole"] != 1 || kinds["Deployment"] != 1 || kinds["Namespace"] != 1 {
-		t.Errorf("unexpected manifest kinds: %v", kinds)
-	}
-}
-
 func TestSumMetric(t *testing.T) {
 	text := []byte(`# HELP x
 sluice_pe_operator_tuples_in_total{operator="sink"} 120
