@@ -48,8 +48,8 @@ type Env struct {
 	stopGC func()
 }
 
-// repoRoot finds the module root from this source file.
-func repoRoot() string {
+// RepoRoot finds the module root from this source file.
+func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
@@ -57,7 +57,7 @@ func repoRoot() string {
 // newEnvironment is envtest with the platform's CRDs.
 func newEnvironment() *envtest.Environment {
 	return &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
 }
