@@ -89,6 +89,33 @@ func rebalanced(t *testing.T, ns, name string, width int32) *v1alpha1.ParallelRe
 	return pr
 }
 
+// A width asked for before the first submission settles is a rebalance
+// from the first plan's width: the region reaches Rebalanced=True at the
+// new width with a rebalance duration. (It did not: the status recorded no
+// running width before the first settle, so nothing counted as a change,
+// and the kind e2e test read a nil lastRebalanceDuration.)
+func TestParallelWidthChangedBeforeFirstSettle(t *testing.T) {
+	defer startOperator(t)()
+	ns := namespace(t)
+	createParallelJob(t, ns)
+	region := app.ParallelResourceName("par", "agg")
+	eventually(t, 30*time.Second, "the region planned, no pod running", func() (bool, string) {
+		pr := &v1alpha1.ParallelRegion{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: region}, pr); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(pr.Status.Conditions, job.ConditionRebalanced)
+		return c != nil && pr.Status.Width == 0, fmt.Sprintf("status %+v", pr.Status)
+	})
+	scale(t, ns, region, 3)
+	pr := rebalanced(t, ns, region, 3)
+	c := meta.FindStatusCondition(pr.Status.Conditions, job.ConditionRebalanced)
+	if pr.Status.LastRebalanceDuration == nil || c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("status at width 3: %+v", pr.Status)
+	}
+	waitPhase(t, ns, "par", v1alpha1.JobSubmitted, 30*time.Second)
+}
+
 func TestParallelWidthTwoFourTwo(t *testing.T) {
 	defer startOperator(t)()
 	ns := namespace(t)

@@ -111,6 +111,9 @@ func rescale(t *testing.T, c *kindconfig.Cluster, ns string, width int32) v1alph
 		ok := pr.Status.Width == width && pr.Status.RebalanceStarted == nil && cond != nil && cond.Status == metav1.ConditionTrue
 		return ok, fmt.Sprintf("status width %d, condition %+v", pr.Status.Width, cond)
 	})
+	if pr.Status.LastRebalanceDuration == nil {
+		t.Fatalf("width %d reached without a rebalance duration: %+v", width, pr.Status)
+	}
 	return pr.Status
 }
 

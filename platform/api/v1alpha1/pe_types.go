@@ -110,8 +110,9 @@ type ProcessingElementStatus struct {
 	// Restarts counts the in-place restarts of the current launch's PE
 	// container (the kubelet's restartCount): a failed PE process is
 	// restarted in its pod when the restart policy says restartFailed.
+	// Always written, so that kubectl's Restarts column shows 0, not "".
 	// +optional
-	Restarts int32 `json:"restarts,omitempty"`
+	Restarts int32 `json:"restarts"`
 	// Region is the consistent-region progress the current pod reported
 	// (annotation streams.sluice.dev/region-progress).
 	// +optional

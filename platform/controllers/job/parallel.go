@@ -310,6 +310,7 @@ func (r *Reconciler) parallelStatus(ctx context.Context, job *v1alpha1.Job, plan
 			continue
 		}
 		width, refused, reason, gen := pp.Width, st.refused[pp.Region], st.reason[pp.Region], pr.Generation
+		initial := pp.InitialWidth
 		selector := fmt.Sprintf("%s=%s,%s=%s", v1alpha1.LabelJob, job.Name, v1alpha1.LabelRole, v1alpha1.RolePEPod)
 		out, err := r.Coord.ParallelRegions.Submit(ctx, client.ObjectKeyFromObject(pr), coordinator.Command[*v1alpha1.ParallelRegion]{
 			Name: "record width", Status: true, Apply: func(p *v1alpha1.ParallelRegion) bool {
@@ -325,7 +326,18 @@ func (r *Reconciler) parallelStatus(ctx context.Context, job *v1alpha1.Job, plan
 						s.RebalanceStarted, changed = nil, true
 					}
 				case !settled || p.Spec.Width != width:
-					if s.RebalanceStarted == nil && s.Width != 0 {
+					// A rebalance is a change from the running width: the
+					// one recorded on the last settle, or the first
+					// plan's before the first settle (a width asked for
+					// then reached Rebalanced=True with no rebalance
+					// duration). A PE that is not connected (a pod being
+					// replaced) unsettles the region too, and is no
+					// rebalance.
+					running := s.Width
+					if running == 0 {
+						running = initial
+					}
+					if s.RebalanceStarted == nil && p.Spec.Width != running {
 						t := metav1.NewTime(now)
 						s.RebalanceStarted, changed = &t, true
 					}

@@ -220,6 +220,9 @@ func Kubelet(ctx context.Context, c client.Client, ns, node string) (int, error)
 		b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: ns},
 			Target: corev1.ObjectReference{Kind: "Node", Name: node}}
 		if err := c.SubResource("binding").Create(ctx, &p, b); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // deleted since the list (a relaunch), as a scheduler finds it
+			}
 			return n, fmt.Errorf("bind %s: %w", p.Name, err)
 		}
 		// The operator may write the pod meanwhile (a relaunch deletes
