@@ -498,7 +498,7 @@ func TestPELocalCommandWithRegion(t *testing.T) {
 	}
 	for _, want := range []string{"region main: Initializing -> Resetting (epoch 1", "region main: Resetting -> Healthy",
 		"region main: Healthy -> Draining", "region main: Draining -> Healthy", "stopping (all sinks complete)",
-		fmt.Sprintf("complete=true tuples=%d gaps=0 duplicates=0 valueSum=%d", 2*keys, sum)} {
+		fmt.Sprintf("complete=true tuples=%d gaps=0 duplicates=0 reordered=0 valueSum=%d", 2*keys, sum)} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out)
 		}

@@ -231,7 +231,7 @@ func TestPELocalCommand(t *testing.T) {
 		t.Fatalf("pe local: %v\n%s", err, out)
 	}
 	for _, want := range []string{"4 PEs", "ready 4/4 PEs", "stopping (all sinks complete)",
-		"complete=true", "gaps=0 duplicates=0 valueSum=5000"} {
+		"complete=true", "gaps=0 duplicates=0 reordered=0 valueSum=5000"} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out)
 		}
