@@ -11,6 +11,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CONTROLLER_TOOLS_VERSION ?= v0.17.2
 NAME          ?=
 BACKEND       ?= sim
+ARGS          ?=
 IMAGE_TAG     ?= dev
 # REGISTRY prefixes both images, e.g. REGISTRY=ghcr.io/you/ (with the slash).
 REGISTRY      ?=
@@ -69,10 +70,10 @@ e2e: ## End-to-end tests on a real kind cluster (made and removed here; skips wi
 ##@ Experiments
 
 .PHONY: experiment
-experiment: ## Run one experiment: make experiment NAME=recovery [BACKEND=sim|kind|kind-baseline]; writes results/ and plots/.
-	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<submission|oversubscription|latency|gc|recovery|checkpoint> [BACKEND=sim|kind|kind-baseline]"; exit 2; }
+experiment: ## Run one experiment: make experiment NAME=recovery [BACKEND=sim|kind|kind-baseline] [ARGS="-baseline -points pes=8 -reps 5"]; writes results/ and plots/.
+	@test -n "$(NAME)" || { echo "usage: make experiment NAME=<submission|oversubscription|latency|gc|recovery|checkpoint> [BACKEND=sim|kind|kind-baseline] [ARGS=...]"; exit 2; }
 	@if [ "$(BACKEND)" != sim ]; then $(MAKE) image; fi
-	$(GO) run ./cmd/experiment -name $(NAME) -backend $(BACKEND) -out results -plots plots
+	$(GO) run ./cmd/experiment -name $(NAME) -backend $(BACKEND) -out results -plots plots $(ARGS)
 
 .PHONY: experiments
 experiments: ## Run all six experiments on BACKEND (default sim).

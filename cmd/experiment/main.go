@@ -1,14 +1,18 @@
 // Command experiment runs experiment definitions on a backend and draws
 // their figures.
 //
-//	experiment -name recovery                 # run on the simulator, write results/ and plots/
-//	experiment -all                           # every definition under experiments/defs
-//	experiment -name gc -backend kind         # a real kind cluster (own issue)
-//	experiment -all -plots-only               # redraw figures from the CSVs in results/
+//	experiment -name recovery                          # the simulator; results/ and plots/
+//	experiment -all                                    # every definition under experiments/defs
+//	experiment -name submission -backend kind -baseline -points pes=8,pes=32 -reps 5
+//	experiment -all -plots-only -compare results/COMPARISON.md   # redraw figures from results/
 //
-// Results go to <out>/<experiment>/<backend>.csv (rows of one schema) and
-// <backend>.json (metadata); figures to <plots>/<experiment>.png and .svg,
-// drawn from every backend's CSV of the experiment.
+// Results go to <out>/<experiment>/<backend>[-<tag>].csv (rows of one
+// schema) and .json (metadata); figures to <plots>/<experiment>.png and
+// .svg, drawn from every backend's CSV of the experiment. With -baseline a
+// kind trial is followed by its plain-Kubernetes baseline on the same
+// cluster (kind-baseline.csv), and the medians and their ratio are printed.
+// A kind run waits for a quiet host and refuses a busy one (-force-busy
+// runs anyway and flags every row).
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -30,9 +35,6 @@ import (
 	"sluice.dev/sluice/experiments/spec"
 	"sluice.dev/sluice/plots"
 )
-
-// backends are the runnable backends by name.
-var backends = map[string]func() (runner.Backend, error){}
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -46,6 +48,11 @@ type options struct {
 	all, plotsOnly                                                   bool
 	reps, parallel                                                   int
 	seed                                                             int64
+	points, tag                                                      string
+	// Real clusters.
+	baseline, forceBusy  bool
+	quietWait, nodeDelay time.Duration
+	command              string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,9 +72,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&o.seed, "seed", 0, "seed (0: the definition's)")
 	fs.IntVar(&o.parallel, "parallel", 1, "trials run at once")
 	fs.StringVar(&o.progress, "progress", "auto", "progress on stderr: auto (bar on a terminal, else lines), bar, lines, none")
+	fs.StringVar(&o.points, "points", "", "comma-separated sweep points to run, as the params column writes them (pes=8,pes=32; a;-joined point for several parameters); empty: all")
+	fs.StringVar(&o.tag, "tag", "", "write <backend>-<tag>.csv/.json instead of <backend>.csv, beside an earlier run")
+	fs.BoolVar(&o.baseline, "baseline", false, "kind: follow each trial with its plain-Kubernetes baseline on the same cluster (kind-baseline rows)")
+	fs.BoolVar(&o.forceBusy, "force-busy", false, "kind: run although the host is busy with other work; every row is flagged forced")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 3*time.Minute, "kind: how long to wait for a quiet host before refusing")
+	fs.DurationVar(&o.nodeDelay, "node-delay", 0, "kind: one-way delay (tc netem) between workers during every trial; the rows are then kind-netem<delay>")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.command = strings.Join(append([]string{"experiment"}, args...), " ")
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -87,16 +101,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
 
-	var b runner.Backend
+	var bs []runner.Backend
 	if !o.plotsOnly {
 		mk, ok := backends[o.backend]
 		if !ok {
 			return fmt.Errorf("unknown backend %q (have %s)", o.backend, strings.Join(backendNames(), ", "))
 		}
 		var err error
-		if b, err = mk(); err != nil {
+		if bs, err = mk(ctx, o, stderr); err != nil {
 			return fmt.Errorf("backend %s: %w", o.backend, err)
 		}
+	}
+	var points []string
+	if o.points != "" {
+		points = strings.Split(o.points, ",")
 	}
 	var failed []string
 	for _, name := range names {
@@ -107,16 +125,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if !o.plotsOnly {
 			rep, err := runner.Run(ctx, runner.Config{DefinitionFile: defPath, WorkloadsDir: o.workloads,
-				ResultsDir: o.out, Repetitions: o.reps, Seed: o.seed, Options: progressOptions(o, stderr)}, b)
+				ResultsDir: o.out, Repetitions: o.reps, Seed: o.seed, Points: points, Tag: o.tag,
+				Command: o.command, Options: progressOptions(o, stderr)}, bs...)
+			if rep != nil {
+				for _, br := range rep.Backends {
+					fmt.Fprintf(stdout, "%s [%s]: %d rows -> %s, metadata %s\n", name, br.Backend, br.Rows, br.CSV, br.JSON)
+					for _, f := range br.Failures {
+						fmt.Fprintf(stderr, "%s [%s]: trial %s rep=%d seed=%d failed: %s\n", name, br.Backend, f.Params, f.Repetition, f.Seed, f.Error)
+					}
+					if len(br.Failures) > 0 {
+						failed = append(failed, fmt.Sprintf("%s [%s] (%d trials)", name, br.Backend, len(br.Failures)))
+					}
+				}
+				if len(rep.Backends) > 1 {
+					if err := summarize(stdout, rep); err != nil {
+						return err
+					}
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
-			}
-			fmt.Fprintf(stdout, "%s: %d rows -> %s, metadata %s\n", name, rep.Rows, rep.CSV, rep.JSON)
-			for _, f := range rep.Failures {
-				fmt.Fprintf(stderr, "%s: trial %s rep=%d seed=%d failed: %s\n", name, f.Params, f.Repetition, f.Seed, f.Error)
-			}
-			if len(rep.Failures) > 0 {
-				failed = append(failed, fmt.Sprintf("%s (%d trials)", name, len(rep.Failures)))
 			}
 		}
 		if o.plotsDir != "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,16 +20,18 @@ type fakeBackend struct{}
 
 func (fakeBackend) Name() string { return "fake" }
 
-func (fakeBackend) Run(_ context.Context, t spec.Trial) ([]results.Row, error) {
+func (fakeBackend) Run(_ context.Context, t spec.Trial) (runner.Result, error) {
 	var rows []results.Row
 	for _, m := range t.Scenario.Metrics {
 		rows = append(rows, results.Row{Metric: m, Value: float64(t.Seed%997) / 10, Unit: "s"})
 	}
-	return rows, nil
+	return runner.Result{Rows: rows}, nil
 }
 
 func TestRunAndPlot(t *testing.T) {
-	backends["fake"] = func() (runner.Backend, error) { return fakeBackend{}, nil }
+	backends["fake"] = func(context.Context, options, io.Writer) ([]runner.Backend, error) {
+		return []runner.Backend{fakeBackend{}}, nil
+	}
 	defer delete(backends, "fake")
 	out, figs := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer

@@ -35,8 +35,10 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"sluice.dev/sluice/experiments/hostcpu"
 	"sluice.dev/sluice/experiments/metrics"
 	"sluice.dev/sluice/experiments/results"
+	"sluice.dev/sluice/experiments/runner"
 	"sluice.dev/sluice/experiments/spec"
 	"sluice.dev/sluice/kindconfig"
 	"sluice.dev/sluice/platform/api/v1alpha1"
@@ -66,8 +68,14 @@ type Backend struct {
 	// NodeDelay, when positive, is a one-way delay added with tc netem to
 	// the traffic between kind workers for the length of every trial.
 	NodeDelay time.Duration
-	clk       clock.Clock
-	wc        client.WithWatch
+	// Forced: the run was started on a busy host by request; every row
+	// gets the flag "forced".
+	Forced bool
+	// Quiet is the host's quiet test before the run.
+	Quiet *hostcpu.Usage
+	clk   clock.Clock
+	wc    client.WithWatch
+	host  *hostProbe
 }
 
 // New returns a backend on a cluster (see kindconfig.Ensure).
@@ -76,8 +84,12 @@ func New(c *kindconfig.Cluster, mode Mode, log io.Writer) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	host, err := newHostProbe(context.Background(), c)
+	if err != nil {
+		return nil, fmt.Errorf("host CPU accounting: %w", err)
+	}
 	return &Backend{Cluster: c, Mode: mode, SharedKind: kindconfig.SharedKindDir(c.RepoDir), Log: log,
-		ScrapeEvery: 500 * time.Millisecond, clk: clock.RealClock{}, wc: wc}, nil
+		ScrapeEvery: 500 * time.Millisecond, clk: clock.RealClock{}, wc: wc, host: host}, nil
 }
 
 // Name is "kind", or "kind-baseline" in Baseline mode: the backend column
@@ -112,14 +124,47 @@ func HasBaseline(sc spec.Scenario) bool {
 	return true
 }
 
+// Applies says whether the backend runs a trial: the platform every one,
+// the baseline those with a plain-Kubernetes counterpart (HasBaseline).
+func (b *Backend) Applies(t spec.Trial) bool {
+	return b.Mode != Baseline || HasBaseline(t.Scenario)
+}
+
 func (b *Backend) logf(format string, a ...any) {
 	if b.Log != nil {
 		fmt.Fprintf(b.Log, "%s %s: "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05"), b.Name()}, a...)...)
 	}
 }
 
-// Run runs one trial.
-func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) {
+// Run runs one trial, and accounts for the host's CPU meanwhile: rows of
+// a trial during which other work used the host are flagged noisy.
+func (b *Backend) Run(ctx context.Context, t spec.Trial) (runner.Result, error) {
+	var before *hostcpu.Snapshot
+	if b.host != nil {
+		b.host.refresh(ctx, b.Cluster)
+		before, _ = b.host.take()
+	}
+	var ns string
+	rows, err := b.run(ctx, t, func(name string) { ns = name })
+	res := runner.Result{Rows: rows}
+	if before != nil {
+		if after, terr := b.host.take(); terr == nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			res.Info = b.trialInfo(cctx, before, after, ns)
+			cancel()
+			flags := strings.Join(res.Info.Flags, ";")
+			for i := range res.Rows {
+				res.Rows[i].Flags = flags
+			}
+			u := res.Info.Host
+			b.logf("host over the trial: %.2f cores busy (cluster %.2f, harness %.2f, outside %.2f), load %.2f -> %.2f %v",
+				u.Host, u.Cluster, u.Self, u.Outside, u.LoadBefore[0], u.LoadAfter[0], res.Info.Flags)
+		}
+	}
+	return res, err
+}
+
+func (b *Backend) run(ctx context.Context, t spec.Trial, named func(string)) ([]results.Row, error) {
 	sc := t.Scenario
 	if sc.Job == nil {
 		return nil, fmt.Errorf("trial %s has no workload", t)
@@ -127,6 +172,7 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) 
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout)
 	defer cancel()
 	ns := fmt.Sprintf("kx-%s-%d-%s", strings.ToLower(t.Experiment), t.Index, rand.String(4))
+	named(ns)
 	if err := b.Cluster.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return nil, fmt.Errorf("creating namespace: %w", err)
 	}

@@ -31,15 +31,15 @@ func (c Comparison) RelErr() float64 {
 // Compare pairs the simulator's values ("sim") with every measured
 // backend's over the same experiment, parameters and metric. Values of all
 // subjects (pods, PEs) and repetitions are pooled, so a per-pod metric's p99
-// is over pods. Baseline backends (name ending "-baseline") measure plain
+// is over pods. Flagged rows are left out. Baseline backends (name ending "-baseline") measure plain
 // Kubernetes, which the simulator does not model, and are left out.
 func Compare(rows []Row) []Comparison {
 	type key struct{ exp, params, metric, backend string }
 	vals := map[key][]float64{}
 	units := map[key]string{}
 	for _, r := range rows {
-		if math.IsNaN(r.Value) || strings.HasSuffix(r.Backend, "-baseline") {
-			continue
+		if math.IsNaN(r.Value) || strings.HasSuffix(r.Backend, "-baseline") || !r.Trusted() {
+			continue // flagged rows (a busy host) are not measurements
 		}
 		k := key{r.Experiment, r.Params, r.Metric, r.Backend}
 		vals[k] = append(vals[k], r.Value)

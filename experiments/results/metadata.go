@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"sluice.dev/sluice/experiments/hostcpu"
 )
 
 // Metadata describes one run: what ran, where and when.
@@ -35,6 +37,61 @@ type Metadata struct {
 	Machine     Machine   `json:"machine"`
 	Start       time.Time `json:"start"`
 	End         time.Time `json:"end"`
+	// Command is the run's command line, so that a figure can be made
+	// again from its metadata.
+	Command string `json:"command,omitempty"`
+	// Profile is the simulator profile the run used, and ModelParameters
+	// every parameter of every model with its value, unit and source.
+	Profile         string          `json:"profile,omitempty"`
+	ModelParameters json.RawMessage `json:"modelParameters,omitempty"`
+	// Cluster is the real cluster the rows were measured on.
+	Cluster *ClusterInfo `json:"clusterInfo,omitempty"`
+	// Forced: started on a busy host by request; every row is flagged.
+	Forced bool `json:"forced,omitempty"`
+	// Quiet is the test the host passed before the run (or failed, when
+	// Forced).
+	Quiet *hostcpu.Usage `json:"quiet,omitempty"`
+	// TrialInfo describes each trial: when it ran, what the host did
+	// meanwhile and the flags its rows got.
+	TrialInfo []TrialInfo `json:"trialInfo,omitempty"`
+}
+
+// ClusterInfo identifies a real cluster.
+type ClusterInfo struct {
+	// Provider is "kind", or what the nodes' providerID says.
+	Provider          string     `json:"provider"`
+	Name              string     `json:"name"`
+	KubernetesVersion string     `json:"kubernetesVersion"`
+	NodeImage         string     `json:"nodeImage,omitempty"`
+	Nodes             []NodeInfo `json:"nodes"`
+	// HostCores is the number of cores of the one host every node runs
+	// on (kind); 0 when the nodes are machines of their own.
+	HostCores int `json:"hostCores,omitempty"`
+}
+
+// NodeInfo is one node as the API server reports it.
+type NodeInfo struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	CPU      string `json:"cpu"`
+	Memory   string `json:"memory"`
+	Pods     string `json:"pods"`
+	Kubelet  string `json:"kubeletVersion"`
+	Runtime  string `json:"containerRuntime"`
+	Provider string `json:"providerID,omitempty"`
+}
+
+// TrialInfo is one trial's conditions.
+type TrialInfo struct {
+	Backend    string    `json:"backend"`
+	Params     string    `json:"params"`
+	Repetition int       `json:"repetition"`
+	Seed       int64     `json:"seed"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	// Host is the host's load and CPU over the trial (kind).
+	Host  *hostcpu.Usage `json:"host,omitempty"`
+	Flags []string       `json:"flags,omitempty"`
 }
 
 // Failure is a trial that did not complete.

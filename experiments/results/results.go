@@ -30,14 +30,32 @@ type Row struct {
 	Subject string
 	Value   float64
 	Unit    string
+	// Flags mark a measured row whose conditions make it untrustworthy
+	// (FlagForced, FlagNoisy), joined by ";"; empty for a clean row.
+	Flags string
 }
 
+// Flags of a row.
+const (
+	// FlagForced: the run was started on a busy host by request.
+	FlagForced = "forced"
+	// FlagNoisy: CPU use outside the cluster rose during the trial.
+	FlagNoisy = "noisy"
+)
+
+// Trusted reports whether a row carries no flag.
+func (r Row) Trusted() bool { return r.Flags == "" }
+
 // Header is the CSV header, in column order.
-var Header = []string{"experiment", "backend", "cluster", "params", "repetition", "seed", "metric", "subject", "value", "unit"}
+var Header = []string{"experiment", "backend", "cluster", "params", "repetition", "seed", "metric", "subject", "value", "unit", "flags"}
+
+// legacyColumns is the header before the flags column: such files read
+// with no flags.
+const legacyColumns = 10
 
 func (r Row) record() []string {
 	return []string{r.Experiment, r.Backend, r.Cluster, r.Params, strconv.Itoa(r.Repetition),
-		strconv.FormatInt(r.Seed, 10), r.Metric, r.Subject, FormatValue(r.Value), r.Unit}
+		strconv.FormatInt(r.Seed, 10), r.Metric, r.Subject, FormatValue(r.Value), r.Unit, r.Flags}
 }
 
 // FormatValue is the shortest decimal text that reads back to v exactly.
@@ -64,16 +82,19 @@ func WriteCSV(w io.Writer, rows []Row) error {
 // ReadCSV reads rows written by WriteCSV, checking the header.
 func ReadCSV(r io.Reader) ([]Row, error) {
 	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = len(Header)
 	head, err := cr.Read()
 	if err != nil {
 		return nil, fmt.Errorf("reading header: %w", err)
 	}
-	for i, h := range Header {
-		if head[i] != h {
-			return nil, fmt.Errorf("column %d is %q, want %q", i+1, head[i], h)
+	if len(head) != len(Header) && len(head) != legacyColumns {
+		return nil, fmt.Errorf("header has %d columns, want %d", len(head), len(Header))
+	}
+	for i, h := range head {
+		if Header[i] != h {
+			return nil, fmt.Errorf("column %d is %q, want %q", i+1, h, Header[i])
 		}
 	}
+	cr.FieldsPerRecord = len(head)
 	var rows []Row
 	for {
 		rec, err := cr.Read()
@@ -96,8 +117,12 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: value: %w", line, err)
 		}
-		rows = append(rows, Row{Experiment: rec[0], Backend: rec[1], Cluster: rec[2], Params: rec[3],
-			Repetition: rep, Seed: seed, Metric: rec[6], Subject: rec[7], Value: v, Unit: rec[9]})
+		row := Row{Experiment: rec[0], Backend: rec[1], Cluster: rec[2], Params: rec[3],
+			Repetition: rep, Seed: seed, Metric: rec[6], Subject: rec[7], Value: v, Unit: rec[9]}
+		if len(rec) > legacyColumns {
+			row.Flags = rec[10]
+		}
+		rows = append(rows, row)
 	}
 }
 

@@ -16,10 +16,10 @@ import (
 )
 
 var sample = []Row{
-	{"recovery", "sim", "4x4cpu", "fault=deletePod", 0, 123, "recovery_connected", "", 1.25, "s"},
-	{"recovery", "sim", "4x4cpu", "fault=deletePod", 1, 456, "recovery_connected", "", 0.1 + 0.2, "s"},
-	{"submission", "kind", "a,b \"quoted\"", "pes=4;cpu=500m", 2, math.MaxInt64, "pod_startup", "pipeline-4-pe-1-0", 1e-9, "s"},
-	{"oversubscription", "sim", "2x2cpu", "", 0, 0, "throughput", "", 123456789.125, "tuples/s"},
+	{"recovery", "sim", "4x4cpu", "fault=deletePod", 0, 123, "recovery_connected", "", 1.25, "s", ""},
+	{"recovery", "sim", "4x4cpu", "fault=deletePod", 1, 456, "recovery_connected", "", 0.1 + 0.2, "s", ""},
+	{"submission", "kind", "a,b \"quoted\"", "pes=4;cpu=500m", 2, math.MaxInt64, "pod_startup", "pipeline-4-pe-1-0", 1e-9, "s", FlagNoisy + ";" + FlagForced},
+	{"oversubscription", "sim", "2x2cpu", "", 0, 0, "throughput", "", 123456789.125, "tuples/s", ""},
 }
 
 func TestCSVRoundTrip(t *testing.T) {
@@ -28,7 +28,7 @@ func TestCSVRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := buf.String()
-	if !strings.HasPrefix(first, "experiment,backend,cluster,params,repetition,seed,metric,subject,value,unit\n") {
+	if !strings.HasPrefix(first, "experiment,backend,cluster,params,repetition,seed,metric,subject,value,unit,flags\n") {
 		t.Fatalf("header: %q", first)
 	}
 	got, err := ReadCSV(&buf)
@@ -45,6 +45,18 @@ func TestCSVRoundTrip(t *testing.T) {
 	}
 	if again.String() != first {
 		t.Error("second write differs from the first")
+	}
+}
+
+// Files written before the flags column read as rows with no flags.
+func TestCSVReadsLegacyHeader(t *testing.T) {
+	doc := "experiment,backend,cluster,params,repetition,seed,metric,subject,value,unit\ne,kind,c,p=1,0,1,m,,2.5,s\n"
+	rows, err := ReadCSV(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Value != 2.5 || !rows[0].Trusted() {
+		t.Fatalf("rows %+v", rows)
 	}
 }
 

@@ -48,11 +48,38 @@ type fakeBackend struct {
 	// gate, when set, holds trial 0 until trial 1 has finished, so that
 	// parallel runs finish out of order.
 	gate chan struct{}
+	// name replaces "fake"; flag is put on every row and trial; cancel is
+	// called after trial 1.
+	name, flag string
+	cancel     func()
 }
 
-func (f *fakeBackend) Name() string { return "fake" }
+func (f *fakeBackend) Name() string {
+	if f.name != "" {
+		return f.name
+	}
+	return "fake"
+}
 
-func (f *fakeBackend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) {
+func (f *fakeBackend) Run(ctx context.Context, t spec.Trial) (Result, error) {
+	rows, err := f.rows(ctx, t)
+	var info *results.TrialInfo
+	if f.flag != "" {
+		info = &results.TrialInfo{Flags: []string{f.flag}}
+		for i := range rows {
+			rows[i].Flags = f.flag
+		}
+	}
+	if f.cancel != nil && t.Index == 1 {
+		f.cancel()
+	}
+	return Result{Rows: rows, Info: info}, err
+}
+
+// Describe marks the metadata, as a real backend names its cluster.
+func (f *fakeBackend) Describe(md *results.Metadata) { md.Profile = "described-" + f.Name() }
+
+func (f *fakeBackend) rows(ctx context.Context, t spec.Trial) ([]results.Row, error) {
 	if f.gate != nil {
 		if t.Index == 0 {
 			<-f.gate
@@ -162,15 +189,16 @@ func TestRunWritesFilesDeterministically(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.CSV != filepath.Join(out, "fakeexp", "fake.csv") || rep.JSON != filepath.Join(out, "fakeexp", "fake.json") {
+		br := rep.Backends[0]
+		if br.CSV != filepath.Join(out, "fakeexp", "fake.csv") || br.JSON != filepath.Join(out, "fakeexp", "fake.json") {
 			t.Fatalf("report %+v", rep)
 		}
-		b, err := os.ReadFile(rep.CSV)
+		b, err := os.ReadFile(br.CSV)
 		if err != nil {
 			t.Fatal(err)
 		}
 		csvs = append(csvs, b)
-		md, err := results.ReadMetadataFile(rep.JSON)
+		md, err := results.ReadMetadataFile(br.JSON)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +209,8 @@ func TestRunWritesFilesDeterministically(t *testing.T) {
 		}
 		if md.Experiment != "fakeexp" || md.Backend != "fake" || md.Seed != 11 || md.Trials != 4 || md.Rows != 8 ||
 			md.GitCommit == "" || md.Machine.CPUs == 0 || md.End.Before(md.Start) ||
-			!strings.Contains(compact(md.Parameters), `"values":["2","4"]`) || !strings.Contains(compact(md.Definition), `"name":"fakeexp"`) {
+			!strings.Contains(compact(md.Parameters), `"values":["2","4"]`) || !strings.Contains(compact(md.Definition), `"name":"fakeexp"`) ||
+			md.Profile != "described-fake" || len(md.TrialInfo) != 4 || md.TrialInfo[3].Params != "pes=4" || md.TrialInfo[3].Repetition != 1 {
 			t.Errorf("metadata %+v", md)
 		}
 	}
@@ -194,9 +223,81 @@ func TestRunWritesFilesDeterministically(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(rep.CSV)
-	if bytes.Equal(b, csvs[0]) || rep.Rows != 12 {
-		t.Errorf("seed/repetition overrides ignored: %d rows", rep.Rows)
+	b, _ := os.ReadFile(rep.Backends[0].CSV)
+	if bytes.Equal(b, csvs[0]) || rep.Backends[0].Rows != 12 {
+		t.Errorf("seed/repetition overrides ignored: %d rows", rep.Backends[0].Rows)
+	}
+}
+
+// Each trial runs on the platform backend, then on its baseline; points
+// and a tag choose what runs and where it goes; flags reach rows and
+// metadata.
+func TestRunPairedPointsAndTag(t *testing.T) {
+	defPath := writeDef(t)
+	out := t.TempDir()
+	var order []string
+	var mu sync.Mutex
+	platform := &fakeBackend{name: "kind", flag: results.FlagNoisy}
+	baseline := &fakeBackend{name: "kind-baseline"}
+	rec := func(b *fakeBackend) Backend { return recording{b, &order, &mu} }
+	rep, err := Run(context.Background(), Config{DefinitionFile: defPath, WorkloadsDir: "../../workloads", ResultsDir: out,
+		Points: []string{"pes=4"}, Tag: "quiet"}, rec(platform), rec(baseline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"kind pes=4 rep=0", "kind-baseline pes=4 rep=0", "kind pes=4 rep=1", "kind-baseline pes=4 rep=1"}; !cmp.Equal(order, want) {
+		t.Errorf("order %v, want %v", order, want)
+	}
+	if len(rep.Backends) != 2 || rep.Backends[1].CSV != filepath.Join(out, "fakeexp", "kind-baseline-quiet.csv") {
+		t.Fatalf("report %+v", rep.Backends)
+	}
+	rows, err := results.ReadFile(rep.Backends[0].CSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 || rows[0].Params != "pes=4" || rows[0].Flags != results.FlagNoisy || rows[0].Cluster != "c1" {
+		t.Errorf("platform rows %+v", rows)
+	}
+	md, err := results.ReadMetadataFile(rep.Backends[0].JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.TrialInfo) != 2 || md.TrialInfo[0].Flags[0] != results.FlagNoisy || md.TrialInfo[0].Backend != "kind" {
+		t.Errorf("trial info %+v", md.TrialInfo)
+	}
+	if _, err := Run(context.Background(), Config{DefinitionFile: defPath, WorkloadsDir: "../../workloads", ResultsDir: out,
+		Points: []string{"pes=3"}}, platform); err == nil || !strings.Contains(err.Error(), "pes=2, pes=4") {
+		t.Errorf("unknown point: %v", err)
+	}
+}
+
+// recording notes the order of trials across backends.
+type recording struct {
+	*fakeBackend
+	order *[]string
+	mu    *sync.Mutex
+}
+
+func (r recording) Run(ctx context.Context, t spec.Trial) (Result, error) {
+	r.mu.Lock()
+	*r.order = append(*r.order, r.Name()+" "+t.String())
+	r.mu.Unlock()
+	return r.fakeBackend.Run(ctx, t)
+}
+
+// An interrupted run still writes what finished, and says so.
+func TestRunInterruptedKeepsFinishedTrials(t *testing.T) {
+	defPath := writeDef(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rep, err := Run(ctx, Config{DefinitionFile: defPath, WorkloadsDir: "../../workloads", ResultsDir: t.TempDir()},
+		&fakeBackend{cancel: cancel})
+	if err == nil || !errors.Is(err, context.Canceled) || rep == nil {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+	rows, _ := results.ReadFile(rep.Backends[0].CSV)
+	if len(rows) != 4 {
+		t.Errorf("%d rows written, want the 2 finished trials' 4", len(rows))
 	}
 }
 

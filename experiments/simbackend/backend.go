@@ -15,6 +15,7 @@ import (
 
 	"sluice.dev/sluice/experiments/metrics"
 	"sluice.dev/sluice/experiments/results"
+	"sluice.dev/sluice/experiments/runner"
 	"sluice.dev/sluice/experiments/spec"
 	"sluice.dev/sluice/platform/api/v1alpha1"
 )
@@ -37,7 +38,12 @@ func (*Backend) Name() string { return "sim" }
 // moment, observe, and compute the trial's metrics. Everything happens in
 // virtual time from the trial's seed, so a trial is a pure function of the
 // definition and the seed.
-func (b *Backend) Run(ctx context.Context, t spec.Trial) ([]results.Row, error) {
+func (b *Backend) Run(ctx context.Context, t spec.Trial) (runner.Result, error) {
+	rows, err := b.run(ctx, t)
+	return runner.Result{Rows: rows}, err
+}
+
+func (b *Backend) run(ctx context.Context, t spec.Trial) ([]results.Row, error) {
 	sc := t.Scenario
 	if sc.Job == nil {
 		return nil, fmt.Errorf("trial %s has no workload", t)
