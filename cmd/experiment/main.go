@@ -28,7 +28,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/term"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"sluice.dev/sluice/experiments/results"
 	"sluice.dev/sluice/experiments/runner"
@@ -37,6 +39,9 @@ import (
 )
 
 func main() {
+	// The kind backends' clients log through controller-runtime; the
+	// runner reports on its own.
+	ctrllog.SetLogger(logr.Discard())
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "experiment:", err)
 		os.Exit(1)

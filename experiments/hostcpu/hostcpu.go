@@ -44,6 +44,11 @@ type Snapshot struct {
 	// Parts is the CPU time of what runs inside the nodes, by
 	// "node/process" or "node/pod/<uid>".
 	Parts map[string]float64
+	// Others is the CPU time of the host's processes outside the nodes,
+	// by name, and SoftIRQ the kernel's softirq time (packets between
+	// the nodes are handled there, charged to no container).
+	Others  map[string]float64
+	SoftIRQ float64
 }
 
 // Usage is what happened between two snapshots.
@@ -63,6 +68,11 @@ type Usage struct {
 	// parts leave of a node (pods gone before the second snapshot,
 	// short-lived processes whose parent left too).
 	CPUSeconds map[string]float64 `json:"cpuSeconds,omitempty"`
+	// OutsideSeconds are the host's processes outside the cluster that
+	// used at least 10 ms, by name, and "softirq" the kernel's: what
+	// Outside is made of (docker's and the kernel's share of running the
+	// cluster is part of it).
+	OutsideSeconds map[string]float64 `json:"outsideSeconds,omitempty"`
 }
 
 // ClockTick is the kernel's USER_HZ, the unit of /proc CPU times.
@@ -73,12 +83,12 @@ func Take(nodes []Node) (*Snapshot, error) {
 	if runtime.GOOS != "linux" {
 		return nil, errors.New("hostcpu: Linux only")
 	}
-	s := &Snapshot{At: time.Now(), Nodes: map[string]float64{}, Parts: map[string]float64{}}
+	s := &Snapshot{At: time.Now(), Nodes: map[string]float64{}, Parts: map[string]float64{}, Others: map[string]float64{}}
 	var err error
 	if s.Load, err = loadAvg(); err != nil {
 		return nil, err
 	}
-	if s.Host, err = hostBusy(); err != nil {
+	if s.Host, s.SoftIRQ, err = hostBusy(); err != nil {
 		return nil, err
 	}
 	if s.Self, err = procCPU(os.Getpid(), false); err != nil {
@@ -99,6 +109,7 @@ func Take(nodes []Node) (*Snapshot, error) {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
+	s.readOthers(nodes)
 	return s, nil
 }
 
@@ -136,6 +147,15 @@ func Between(a, b *Snapshot, resolve func(uid string) string) Usage {
 		if rest := d - inside; rest > 0.005 {
 			u.CPUSeconds[n+"/other"] = rest
 		}
+	}
+	u.OutsideSeconds = map[string]float64{}
+	for k, v := range b.Others {
+		if d := v - a.Others[k]; d >= 0.01 {
+			u.OutsideSeconds[k] = d
+		}
+	}
+	if d := b.SoftIRQ - a.SoftIRQ; d >= 0.01 {
+		u.OutsideSeconds["softirq"] = d
 	}
 	u.Host = (b.Host - a.Host) / secs
 	u.Cluster = cluster / secs
@@ -183,26 +203,71 @@ func loadAvg() ([3]float64, error) {
 	return l, nil
 }
 
-// hostBusy is user+nice+system+irq+softirq+steal of the "cpu" line.
-func hostBusy() (float64, error) {
+// hostBusy is user+nice+system+irq+softirq+steal of the "cpu" line, and
+// softirq alone.
+func hostBusy() (busy, softirq float64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 9 || f[0] != "cpu" {
-		return 0, fmt.Errorf("/proc/stat: %q", line)
+		return 0, 0, fmt.Errorf("/proc/stat: %q", line)
 	}
-	var busy float64
 	for _, i := range []int{1, 2, 3, 6, 7, 8} {
 		v, err := strconv.ParseFloat(f[i], 64)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		busy += v
+		if i == 7 {
+			softirq = v
+		}
 	}
-	return busy / ClockTick, nil
+	return busy / ClockTick, softirq / ClockTick, nil
+}
+
+// readOthers records, by name, every process of the host outside the
+// nodes' cgroups and other than this one (with its reaped children's CPU).
+func (s *Snapshot) readOthers(nodes []Node) {
+	inNode := map[string]bool{}
+	for _, n := range nodes {
+		if dir, err := cgroupDir(n.PID); err == nil {
+			inNode[dir] = true
+		}
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		dir, err := cgroupDir(pid)
+		if err != nil || underAny(dir, inNode) {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil {
+			continue
+		}
+		if v, err := procCPU(pid, true); err == nil {
+			s.Others[strings.TrimSpace(string(comm))] += v
+		}
+	}
+}
+
+func underAny(dir string, roots map[string]bool) bool {
+	for r := range roots {
+		if dir == r || strings.HasPrefix(dir, r+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // procCPU is a process's user+system time, with its reaped children's

@@ -145,26 +145,31 @@ func (b *Backend) Run(ctx context.Context, t spec.Trial) (runner.Result, error) 
 		before, _ = b.host.take()
 	}
 	var ns string
-	rows, err := b.run(ctx, t, func(name string) { ns = name })
-	res := runner.Result{Rows: rows}
-	if before != nil {
-		if after, terr := b.host.take(); terr == nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			res.Info = b.trialInfo(cctx, before, after, ns)
-			cancel()
-			flags := strings.Join(res.Info.Flags, ";")
-			for i := range res.Rows {
-				res.Rows[i].Flags = flags
-			}
-			u := res.Info.Host
-			b.logf("host over the trial: %.2f cores busy (cluster %.2f, harness %.2f, outside %.2f), load %.2f -> %.2f %v",
-				u.Host, u.Cluster, u.Self, u.Outside, u.LoadBefore[0], u.LoadAfter[0], res.Info.Flags)
+	var after *hostcpu.Snapshot
+	rows, err := b.run(ctx, t, func(name string) { ns = name }, func() {
+		if before != nil {
+			after, _ = b.host.take()
 		}
+	})
+	res := runner.Result{Rows: rows}
+	if before != nil && after != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		res.Info = b.trialInfo(cctx, before, after, ns)
+		cancel()
+		flags := strings.Join(res.Info.Flags, ";")
+		for i := range res.Rows {
+			res.Rows[i].Flags = flags
+		}
+		u := res.Info.Host
+		b.logf("host over the trial: %.2f cores busy (cluster %.2f, harness %.2f, outside %.2f), load %.2f -> %.2f %v",
+			u.Host, u.Cluster, u.Self, u.Outside, u.LoadBefore[0], u.LoadAfter[0], res.Info.Flags)
 	}
 	return res, err
 }
 
-func (b *Backend) run(ctx context.Context, t spec.Trial, named func(string)) ([]results.Row, error) {
+// run runs a trial; named learns its namespace, and measured is called
+// when the trial's measurement ends, before the namespace is cleaned up.
+func (b *Backend) run(ctx context.Context, t spec.Trial, named func(string), measured func()) ([]results.Row, error) {
 	sc := t.Scenario
 	if sc.Job == nil {
 		return nil, fmt.Errorf("trial %s has no workload", t)
@@ -201,6 +206,8 @@ func (b *Backend) run(ctx context.Context, t spec.Trial, named func(string)) ([]
 			}
 		}()
 	}
+	// Deferred last, so run first: before the cleanups above.
+	defer measured()
 	b.logf("trial %s in namespace %s", t, ns)
 	if b.Mode == Baseline {
 		return b.runBaseline(ctx, t, ns, stopped)
