@@ -108,6 +108,10 @@ func (tr *Trace) Compute(names []string) ([]results.Row, error) {
 					add(p.name, secs(d))
 				}
 			}
+		case ChainValid, ChainPEs, ChainLaunched, ChainPodsCreated, ChainScheduled, ChainRunning, ChainReady, ChainConnected:
+			if d, ok := tr.chain(n); ok {
+				add("", secs(d))
+			}
 		case PendingPods:
 			add("", float64(tr.pendingPods()))
 		case Throughput:
